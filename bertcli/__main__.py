@@ -1,0 +1,5 @@
+"""`python -m bertcli` entry point."""
+
+from bertcli.cli import main
+
+main()
