@@ -19,7 +19,7 @@ class BertcliError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:  # one line, hint appended
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
 class UsageError(BertcliError):

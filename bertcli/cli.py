@@ -1,0 +1,163 @@
+"""The Typer app: global options, the command table, and the one place errors become messages and exit codes.
+
+Command modules are light (no torch/transformers at import), so registering them all keeps ``--help`` fast;
+each imports what it needs inside its function.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+
+from bertcli import __version__, output
+from bertcli.errors import BertcliError
+
+
+@dataclass
+class RunSettings:
+    """Global settings of this run that the core needs (the output ones live in `bertcli.output`)."""
+
+    cache_dir: str | None = None
+    offline: bool | None = None
+    token: str | None = None
+    debug: bool = False
+
+
+run_settings = RunSettings()
+
+HELP = """[bold]bertcli[/bold] — inspect and run BERT-family models (BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT).
+
+Output is a Rich table on a terminal and JSON Lines when piped (choose with --format).
+Models: an alias (see [bold]bertcli models[/bold]), a hub id org/name[@rev], a local folder, or a tokenizer file."""
+
+EPILOG = """[bold]Examples[/bold]
+
+  [bold]$[/bold] bertcli tokenize -m ./AlbertModel "Beijing is a beautiful city"
+
+  [bold]$[/bold] bertcli config -m roberta --format json
+
+  [bold]$[/bold] cat lines.txt | bertcli tokenize -m bert --count
+
+Global options --debug, --offline and --cache-dir may also follow the command."""
+
+app = typer.Typer(
+    name="bertcli",
+    help=HELP,
+    epilog=EPILOG,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+)
+
+#: (command name, module under bertcli.commands, attribute); an attribute that is a Typer app becomes a group.
+COMMANDS: list[tuple[str, str, str]] = [
+    ("tokenize", "tokenize", "tokenize"),
+    ("config", "config", "config"),
+    ("models", "models", "models"),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bertcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="Default output format: auto, table, json, jsonl, tsv (commands add their own).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or info messages on stderr.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")] = False,
+    cache_dir: Annotated[str | None, typer.Option("--cache-dir", envvar="BERTCLI_CACHE_DIR", help="Hugging Face hub cache to use (default: HF_HUB_CACHE or HF_HOME/hub).")] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="Never touch the network (same as HF_HUB_OFFLINE=1).")] = False,
+    token: Annotated[str | None, typer.Option("--token", envvar="HF_TOKEN", show_envvar=False, help="Hub token for gated or private models (default: HF_TOKEN).")] = None,
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    output.configure(format=fmt, quiet=quiet, debug=debug)
+    run_settings.cache_dir = cache_dir
+    run_settings.token = token
+    run_settings.debug = run_settings.debug or debug
+    if offline:
+        run_settings.offline = True
+        os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+for _name, _module, _attr in COMMANDS:
+    _obj = getattr(importlib.import_module(f"bertcli.commands.{_module}"), _attr)
+    if isinstance(_obj, typer.Typer):
+        app.add_typer(_obj, name=_name)
+    else:
+        app.command(
+            _name,
+            help=_obj.__doc__,
+            epilog=getattr(sys.modules[_obj.__module__], "EXAMPLES", None),
+            context_settings={"help_option_names": ["-h", "--help"]},
+        )(_obj)
+
+
+# Global flags that make sense anywhere on the line: moved in front of the command so that
+# `bertcli tokenize … --offline` works like `bertcli --offline tokenize …`.
+_HOISTED_FLAGS = {"--debug", "--offline"}
+_HOISTED_WITH_VALUE = {"--cache-dir"}
+
+
+def hoist_global_flags(argv: list[str]) -> list[str]:
+    """Move --debug/--offline/--cache-dir found after the command to the front (stops at ``--``)."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        if arg in _HOISTED_FLAGS:
+            front.append(arg)
+        elif arg in _HOISTED_WITH_VALUE and i + 1 < len(argv):
+            front.extend(argv[i : i + 2])
+            i += 1
+        elif any(arg.startswith(f + "=") for f in _HOISTED_WITH_VALUE):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn known errors into one stderr line and an exit code."""
+    args = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
+    run_settings.debug = "--debug" in args or os.environ.get("BERTCLI_DEBUG", "") not in ("", "0")
+    try:
+        app(args=args, prog_name="bertcli")
+    except BertcliError as exc:
+        if run_settings.debug:
+            traceback.print_exc()
+        output.error(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        output.error("interrupted")
+        sys.exit(130)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, like other Unix tools.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            pass
+        sys.exit(141)
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, traceback only with --debug
+        if run_settings.debug:
+            traceback.print_exc()
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        output.error(f"internal error: {type(exc).__name__}: {detail} (run with --debug for the traceback)")
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""One module per command: options in, core calls, records out to `bertcli.output`. Nothing heavy at import."""

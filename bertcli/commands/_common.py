@@ -1,0 +1,44 @@
+"""Options every command shares, declared once, and the small glue between options and the core."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bertcli import output
+from bertcli.resolve import ResolvedModel, resolve_model
+
+FORMAT_HELP = "Output: auto (table on a terminal, jsonl when piped), table, json, jsonl, tsv"
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", envvar="BERTCLI_MODEL", show_envvar=True,
+                 help="Alias (bert, albert, roberta, electra, …), hub id org/name[@rev], folder, or tokenizer file."),
+]
+FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help=FORMAT_HELP, show_default=False)]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or info messages on stderr.")]
+QuietLongOpt = Annotated[bool, typer.Option("--quiet", help="No progress or info messages on stderr.")]
+RevisionOpt = Annotated[str | None, typer.Option("--revision", help="Hub revision: branch, tag or commit.")]
+
+
+def apply_output(fmt: str | None = None, quiet: bool = False) -> None:
+    """Per-command --format/--quiet override the global ones."""
+    if fmt is not None:
+        output.configure(format=fmt)
+    if quiet:
+        output.configure(quiet=True)
+
+
+def resolve(ref: str | None, *, revision: str | None = None) -> ResolvedModel:
+    """Resolve a model with the run's global settings (cache dir, offline); downloads are announced on stderr."""
+    from bertcli.cli import run_settings
+
+    return resolve_model(ref, revision=revision, cache_dir=run_settings.cache_dir, offline=run_settings.offline,
+                         token=run_settings.token, on_download=output.info)
+
+
+def examples(*lines: str) -> str:
+    """An 'Examples' epilog for --help (Rich markup escaped)."""
+    body = "\n\n".join(f"  [bold]$[/bold] {line.replace('[', chr(92) + '[')}" for line in lines)
+    return f"[bold]Examples[/bold]\n\n{body}"

@@ -1,0 +1,198 @@
+"""Reading configs and the parameter arithmetic of each variant — from config.json alone (no torch).
+
+The counts follow the transformers implementations exactly, so they equal ``sum(p.numel() for p in
+model.parameters())`` for the model class a config's ``architectures`` names (tests check this on real models):
+
+- BERT / RoBERTa / SpanBERT: embeddings V·H + P·H + T·H + LayerNorm, L identical layers, a pooler.
+- ALBERT: factorized embeddings V·E + E·H (instead of V·H) and cross-layer sharing: only
+  ``num_hidden_groups × inner_group_num`` layers are stored, however many (``num_hidden_layers``) are run.
+- ELECTRA: embeddings of size E projected to H (``embeddings_project``) when E ≠ H; no pooler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Config fields grouped for display; anything not listed lands in "other".
+FIELD_GROUPS: list[tuple[str, tuple[str, ...]]] = [
+    ("architecture", ("model_type", "architectures", "hidden_act", "position_embedding_type",
+                      "num_hidden_groups", "inner_group_num", "tie_word_embeddings", "is_decoder",
+                      "add_cross_attention", "use_cache", "torch_dtype", "dtype", "transformers_version")),
+    ("sizes", ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+               "intermediate_size", "max_position_embeddings", "type_vocab_size", "num_labels")),
+    ("tokens", ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id",
+                "unk_token_id", "mask_token_id", "decoder_start_token_id")),
+    ("dropout", ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout",
+                 "classifier_dropout_prob", "summary_last_dropout", "layer_norm_eps", "initializer_range")),
+]
+
+# transformers' defaults for fields a config.json may omit, per model_type.
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "bert": dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                 intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2),
+    "roberta": dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                    intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2),
+    "albert": dict(vocab_size=30000, embedding_size=128, hidden_size=4096, num_hidden_layers=12,
+                   num_hidden_groups=1, num_attention_heads=64, intermediate_size=16384, inner_group_num=1,
+                   max_position_embeddings=512, type_vocab_size=2),
+    "electra": dict(vocab_size=30522, embedding_size=128, hidden_size=256, num_hidden_layers=12,
+                    num_attention_heads=4, intermediate_size=1024, max_position_embeddings=512, type_vocab_size=2),
+}
+SUPPORTED_TYPES = tuple(_DEFAULTS)
+
+
+def grouped_fields(config: dict[str, Any]) -> list[tuple[str, list[tuple[str, Any]]]]:
+    """The config's fields in display groups (architecture, sizes, tokens, dropout, other), in a stable order."""
+    seen: set[str] = set()
+    groups = []
+    for name, keys in FIELD_GROUPS:
+        rows = [(k, config[k]) for k in keys if k in config]
+        seen.update(keys)
+        if rows:
+            groups.append((name, rows))
+    other = [(k, config[k]) for k in sorted(config) if k not in seen and not k.startswith("_")]
+    if other:
+        groups.append(("other", other))
+    return groups
+
+
+@dataclass
+class ParamPart:
+    name: str
+    params: int
+    formula: str = ""
+
+
+@dataclass
+class ParamCount:
+    """Parameter arithmetic for one config."""
+
+    model_type: str
+    architecture: str
+    total: int
+    base: int  # the encoder as AutoModel loads it (with pooler where the family has one)
+    parts: list[ParamPart] = field(default_factory=list)
+    per_layer: int = 0
+    stored_layers: int = 0
+    run_layers: int = 0
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "model_type": self.model_type,
+            "architecture": self.architecture,
+            "total": self.total,
+            "base": self.base,
+            "per_layer": self.per_layer,
+            "stored_layers": self.stored_layers,
+            "run_layers": self.run_layers,
+            "parts": [{"name": p.name, "params": p.params, "formula": p.formula} for p in self.parts],
+            **self.notes,
+        }
+
+
+def _get(config: dict[str, Any], key: str, model_type: str) -> Any:
+    value = config.get(key)
+    return value if value is not None else _DEFAULTS[model_type].get(key)
+
+
+def _layer_params(h: int, i: int) -> int:
+    attention = 4 * (h * h + h) + 2 * h  # q, k, v, output dense + LayerNorm
+    ffn = (h * i + i) + (i * h + h) + 2 * h  # intermediate, output dense + LayerNorm
+    return attention + ffn
+
+
+def main_architecture(config: dict[str, Any]) -> str:
+    archs = config.get("architectures") or []
+    return archs[0] if archs else ""
+
+
+def count_parameters(config: dict[str, Any], architecture: str | None = None) -> ParamCount:
+    """Parameters of the model a config describes (``architecture`` defaults to its first ``architectures``)."""
+    model_type = (config.get("model_type") or "").lower()
+    if model_type in ("xlm-roberta", "camembert"):
+        model_type = "roberta"
+    if model_type not in _DEFAULTS:
+        raise ValueError(f"parameter counts are known for {', '.join(SUPPORTED_TYPES)}, not {model_type or 'a config without model_type'}")
+    g = lambda key: _get(config, key, model_type)  # noqa: E731
+    v, h, nl = int(g("vocab_size")), int(g("hidden_size")), int(g("num_hidden_layers"))
+    i, p, t = int(g("intermediate_size")), int(g("max_position_embeddings")), int(g("type_vocab_size"))
+    e = int(g("embedding_size")) if model_type in ("albert", "electra") and g("embedding_size") else h
+    arch = architecture or main_architecture(config) or {"bert": "BertModel", "roberta": "RobertaModel",
+                                                          "albert": "AlbertModel", "electra": "ElectraModel"}[model_type]
+    parts: list[ParamPart] = []
+    notes: dict[str, Any] = {}
+
+    word = v * e
+    embeddings = word + p * e + t * e + 2 * e
+    parts.append(ParamPart("embeddings", embeddings, f"V·E + P·E + T·E + LN = {v}·{e} + {p}·{e} + {t}·{e} + 2·{e}"))
+    per_layer = _layer_params(h, i)
+    stored_layers = nl
+    projection = 0
+    if model_type == "albert":
+        groups, inner = int(g("num_hidden_groups")), int(g("inner_group_num"))
+        stored_layers = groups * inner
+        projection = e * h + h
+        parts.append(ParamPart("embedding projection E→H", projection, f"E·H + H = {e}·{h} + {h}"))
+        notes["factorized_embedding"] = {
+            "V": v, "E": e, "H": h,
+            "factorized": v * e + e * h,
+            "unfactorized": v * h,
+            "saved": v * h - (v * e + e * h),
+        }
+        notes["sharing"] = {
+            "num_hidden_layers": nl, "num_hidden_groups": groups, "inner_group_num": inner,
+            "stored_layer_params": stored_layers * per_layer,
+            "unshared_layer_params": nl * per_layer,
+            "saved": (nl - stored_layers) * per_layer,
+        }
+    elif model_type == "electra" and e != h:
+        projection = e * h + h
+        parts.append(ParamPart("embedding projection E→H", projection, f"E·H + H = {e}·{h} + {h}"))
+        notes["embedding_projection"] = {"E": e, "H": h, "params": projection,
+                                         "embedding_params_if_unfactorized": v * h,
+                                         "embedding_params_factorized": v * e + projection}
+    encoder = stored_layers * per_layer
+    parts.append(ParamPart("encoder", encoder, f"{stored_layers} stored layer(s) × {per_layer:,}"
+                           + (f" (run {nl} times)" if stored_layers != nl else "")))
+
+    pooler = h * h + h if model_type != "electra" else 0
+    head, head_name, with_pooler = _head(arch, model_type, v, e, h, config)
+    base = embeddings + projection + encoder + pooler
+    if with_pooler and pooler:
+        parts.append(ParamPart("pooler", pooler, f"H·H + H = {h}·{h} + {h}"))
+    if head:
+        parts.append(ParamPart(head_name, head))
+    total = embeddings + projection + encoder + (pooler if with_pooler else 0) + head
+    return ParamCount(model_type, arch, total, base, parts, per_layer, stored_layers, nl, notes)
+
+
+def _head(arch: str, model_type: str, v: int, e: int, h: int, config: dict[str, Any]) -> tuple[int, str, bool]:
+    """(head parameters, head name, whether the model keeps the pooler) for an architecture class name."""
+    num_labels = int(config.get("num_labels") or len(config.get("id2label") or {}) or 2)
+    tied = config.get("tie_word_embeddings", True) is not False
+    if arch.endswith("Model") and not arch.endswith(("ForMaskedLM", "ForPreTraining")):
+        return 0, "", True
+    if arch.endswith("ForQuestionAnswering"):
+        return 2 * h + 2, "QA head (start/end logits)", False
+    if arch.endswith("ForTokenClassification"):
+        return h * num_labels + num_labels, "token classification head", False
+    if arch.endswith("ForSequenceClassification"):
+        if model_type in ("roberta", "electra"):
+            return (h * h + h) + (h * num_labels + num_labels), "classification head", False
+        return h * num_labels + num_labels, "classification head", True
+    decoder = 0 if tied else v * (h if model_type in ("bert", "roberta") else e)
+    if model_type in ("bert", "roberta") and arch.endswith(("ForMaskedLM", "ForCausalLM")):
+        return (h * h + h) + 2 * h + v + decoder, "MLM head", False
+    if model_type == "bert" and arch.endswith("ForPreTraining"):
+        return (h * h + h) + 2 * h + v + decoder + (2 * h + 2), "MLM + NSP heads", True
+    if model_type == "albert" and arch.endswith("ForMaskedLM"):
+        return (h * e + e) + 2 * e + v + decoder, "MLM head", False
+    if model_type == "albert" and arch.endswith("ForPreTraining"):
+        return (h * e + e) + 2 * e + v + decoder + (2 * h + 2), "MLM + SOP heads", True
+    if model_type == "electra" and arch.endswith("ForPreTraining"):
+        return (h * h + h) + (h + 1), "replaced-token-detection head", False
+    if model_type == "electra" and arch.endswith("ForMaskedLM"):
+        return (h * e + e) + 2 * e + v + decoder, "generator MLM head", False
+    return 0, "", True

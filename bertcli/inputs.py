@@ -1,0 +1,98 @@
+"""Reading input texts: arguments, a file, or stdin — streamed line by line in bounded batches.
+
+Lines are read as bytes and decoded strictly, so a non-UTF-8 line is reported with its line number instead of
+being silently mangled. Nothing here holds more than one batch in memory.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+from bertcli.errors import BadInputError, UsageError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One input text and where it came from (1-based line number; argument index for TEXT args)."""
+
+    number: int
+    text: str
+    source: str = "<arg>"
+
+
+def _decode(raw: bytes, number: int, source: str) -> str:
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInputError(
+            f"{source}, line {number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+        ) from exc
+
+
+def _iter_stream(stream: BinaryIO, source: str) -> Iterator[Line]:
+    for number, raw in enumerate(stream, start=1):
+        text = _decode(raw, number, source)
+        if number == 1 and text.startswith("\ufeff"):
+            text = text[1:]  # a UTF-8 byte order mark is not part of the text
+        yield Line(number, text, source)
+
+
+def iter_lines(
+    texts: Sequence[str] | None = None,
+    file: str | Path | None = None,
+    *,
+    stdin: BinaryIO | None = None,
+    allow_tty: bool = False,
+) -> Iterator[Line]:
+    """Texts from arguments, else from ``file`` (``-`` = stdin), else from stdin when it is not a terminal."""
+    if texts and file is not None:
+        raise UsageError("give texts as arguments or with --file, not both")
+    if texts:
+        for i, text in enumerate(texts, start=1):
+            yield Line(i, text, "<arg>")
+        return
+    if file is not None and str(file) != "-":
+        path = Path(file).expanduser()
+        if path.is_dir():
+            raise BadInputError(f"{path} is a folder, not a text file")
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed below, after streaming
+        except FileNotFoundError as exc:
+            raise BadInputError(f"no such file: {path}") from exc
+        except OSError as exc:
+            raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        with handle:
+            yield from _iter_stream(handle, str(path))
+        return
+    stream = stdin if stdin is not None else sys.stdin.buffer
+    if file is None and not allow_tty and hasattr(stream, "isatty") and stream.isatty():
+        raise UsageError("no input: give TEXT arguments, --file FILE, or pipe lines on stdin")
+    yield from _iter_stream(stream, "<stdin>")
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of at most ``size`` items (the last may be shorter)."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def require_nonempty(lines: Iterable[Line]) -> Iterator[Line]:
+    """Pass lines through; raise BadInputError when there were none at all."""
+    seen = False
+    for line in lines:
+        seen = True
+        yield line
+    if not seen:
+        raise BadInputError("empty input: no text to process")

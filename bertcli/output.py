@@ -1,0 +1,310 @@
+"""The one output sink: data to stdout, messages and progress to stderr.
+
+The format is chosen once per run (`configure`), then every command hands plain records to `emit`:
+
+- ``table``  — Rich tables on a terminal (``auto`` picks it when stdout is a TTY);
+- ``json``   — one JSON array of records, streamed (the array opens before the first record is known);
+- ``jsonl``  — one JSON record a line (``auto`` picks it when stdout is piped), flushed as records come;
+- ``tsv``    — a header line, then one tab-separated line per row;
+- extras a command declares itself (``ids`` for tokenize, ``npy`` for embed …).
+
+Files are written atomically (`atomic_write`): a temporary file in the target folder, then a rename, so an
+interrupted run never leaves a half file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from bertcli.errors import OutputError, UsageError
+
+BASE_FORMATS = ("auto", "table", "json", "jsonl", "tsv")
+
+
+@dataclass
+class Settings:
+    """Run-wide output settings, set once by the CLI layer."""
+
+    format: str = "auto"
+    quiet: bool = False
+    debug: bool = False
+
+
+settings = Settings()
+
+
+def configure(*, format: str | None = None, quiet: bool | None = None, debug: bool | None = None) -> None:
+    """Set the run-wide output settings (only the ones given)."""
+    if format is not None:
+        settings.format = format
+    if quiet is not None:
+        settings.quiet = quiet
+    if debug is not None:
+        settings.debug = debug
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def resolve_format(extras: Iterable[str] = ()) -> str:
+    """The concrete format for this run: ``auto`` becomes ``table`` on a terminal, ``jsonl`` otherwise."""
+    allowed = (*BASE_FORMATS, *extras)
+    fmt = (settings.format or "auto").lower()
+    if fmt not in allowed:
+        raise UsageError(f"unknown --format {fmt!r}; choose one of: {', '.join(allowed)}")
+    if fmt == "auto":
+        return "table" if stdout_is_terminal() else "jsonl"
+    return fmt
+
+
+# ---------------------------------------------------------------------------------------------------------
+# consoles
+
+_stdout_console = None
+_stderr_console = None
+
+
+def console():
+    """The Rich console on stdout (tables)."""
+    global _stdout_console
+    if _stdout_console is None:
+        from rich.console import Console
+
+        _stdout_console = Console(soft_wrap=False, highlight=False)
+    return _stdout_console
+
+
+def err_console():
+    """The Rich console on stderr (messages, warnings, progress)."""
+    global _stderr_console
+    if _stderr_console is None:
+        from rich.console import Console
+
+        _stderr_console = Console(stderr=True, highlight=False)
+    return _stderr_console
+
+
+def info(message: str) -> None:
+    """A progress/status message on stderr, silenced by ``-q``."""
+    if not settings.quiet:
+        err_console().print(message, markup=False, highlight=False)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr (shown even with ``-q``: warnings are about the data)."""
+    _plain_stderr(f"warning: {message}")
+
+
+def error(message: str) -> None:
+    """The one error line on stderr."""
+    _plain_stderr(f"error: {message}")
+
+
+def _plain_stderr(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):  # stderr closed: nothing more we can do
+        pass
+
+
+def progress_enabled() -> bool:
+    """Progress bars only on a terminal and never with ``-q``."""
+    return not settings.quiet and stderr_is_terminal()
+
+
+def make_progress(*, total: float | None = None, unit: str = "items", transient: bool = True):
+    """A Rich progress bar on stderr (rate and ETA), or None when progress is disabled."""
+    if not progress_enabled():
+        return None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn() if total else MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    return Progress(*columns, console=err_console(), transient=transient)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# records
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON values from numpy scalars/arrays, paths and tuples (NaN/inf become null)."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "tolist"):  # numpy array or scalar
+        return to_jsonable(value.tolist())
+    return value
+
+
+def dumps(record: Any) -> str:
+    return json.dumps(to_jsonable(record), ensure_ascii=False, separators=(", ", ": "))
+
+
+def _tsv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " ".join(_tsv_cell(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(to_jsonable(value), ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+TableRenderer = Callable[[list[dict]], Any]
+
+
+def emit(
+    records: Iterable[dict],
+    *,
+    table: TableRenderer | None = None,
+    table_batch: int | None = None,
+    tsv_columns: list[str] | None = None,
+    tsv_rows: Callable[[dict], Iterable[dict]] | None = None,
+    fmt: str | None = None,
+) -> int:
+    """Write records in the run's format and return how many were written.
+
+    ``table`` renders a list of records into a Rich renderable; with ``table_batch`` it is called on each
+    batch of that many records as they stream (so a table view of a long input never holds it all).
+    ``tsv_rows`` may explode one record into several TSV rows (e.g. one per token).
+    """
+    fmt = fmt or resolve_format()
+    out = sys.stdout
+    count = 0
+    if fmt == "table":
+        if table is None:
+            fmt = "jsonl"
+        else:
+            batch: list[dict] = []
+            for record in records:
+                batch.append(record)
+                count += 1
+                if table_batch and len(batch) >= table_batch:
+                    console().print(table(batch))
+                    batch = []
+            if batch or count == 0:
+                console().print(table(batch))
+            return count
+    if fmt == "jsonl":
+        for record in records:
+            out.write(dumps(record) + "\n")
+            count += 1
+            if count % 256 == 0:
+                out.flush()
+        out.flush()
+        return count
+    if fmt == "json":
+        out.write("[")
+        for record in records:
+            out.write(("\n  " if count == 0 else ",\n  ") + dumps(record))
+            count += 1
+        out.write("\n]\n" if count else "]\n")
+        out.flush()
+        return count
+    if fmt == "tsv":
+        header_written = False
+        for record in records:
+            rows = tsv_rows(record) if tsv_rows else [record]
+            for row in rows:
+                columns = tsv_columns or list(row)
+                if not header_written:
+                    out.write("\t".join(columns) + "\n")
+                    header_written = True
+                out.write("\t".join(_tsv_cell(row.get(c)) for c in columns) + "\n")
+            count += 1
+        if not header_written and tsv_columns:
+            out.write("\t".join(tsv_columns) + "\n")
+        out.flush()
+        return count
+    raise UsageError(f"--format {fmt} is not available for this command")
+
+
+def emit_one(record: dict, *, table: Callable[[dict], Any] | None = None, fmt: str | None = None) -> None:
+    """Write a single record: a JSON object (not an array) for json, one line for jsonl."""
+    fmt = fmt or resolve_format()
+    if fmt == "table" and table is not None:
+        console().print(table(record))
+    elif fmt in ("json",):
+        sys.stdout.write(json.dumps(to_jsonable(record), ensure_ascii=False, indent=2) + "\n")
+    elif fmt in ("jsonl", "table"):
+        sys.stdout.write(dumps(record) + "\n")
+    elif fmt == "tsv":
+        emit([record], fmt="tsv")
+    else:
+        raise UsageError(f"--format {fmt} is not available for this command")
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# files
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside ``path``; rename it over ``path`` only when the block succeeds.
+
+    On any error (disk full, Ctrl-C) the temporary file is removed and ``path`` is left untouched.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {target}: folder {folder} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        _silent_unlink(tmp)
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    except BaseException:
+        _silent_unlink(tmp)
+        raise
+
+
+def _silent_unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -1,0 +1,211 @@
+"""Loading a torch model for a head, devices and threads — shared by embed, qa, fill-mask, detect, attention.
+
+torch and transformers are imported inside the functions: importing this module costs nothing.
+
+A head is asked for by name (``base``, ``mlm``, ``qa``, ``rtd``); a model whose weights lack that head is refused
+with a message that names the head that is missing and the command that fits, instead of silently running a
+randomly initialised head (transformers only warns about that).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from bertcli.errors import MissingDependencyError, ModelFileError, UsageError
+from bertcli.resolve import ResolvedModel
+
+#: head name → (transformers auto class, what it is called for users, the command it serves)
+HEADS: dict[str, tuple[str, str, str]] = {
+    "base": ("AutoModel", "encoder", "embed"),
+    "mlm": ("AutoModelForMaskedLM", "masked-LM head", "fill-mask"),
+    "qa": ("AutoModelForQuestionAnswering", "question-answering head", "qa"),
+    "rtd": ("AutoModelForPreTraining", "replaced-token-detection (ELECTRA discriminator) head", "detect"),
+}
+
+#: architecture-name suffixes that carry each head
+HEAD_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "mlm": ("ForMaskedLM", "ForPreTraining"),
+    "qa": ("ForQuestionAnswering",),
+    "rtd": ("ForPreTraining",),
+}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, plus facts the commands need."""
+
+    model: Any  # torch.nn.Module in eval mode
+    head: str
+    device: Any  # torch.device
+    resolved: ResolvedModel
+    missing_keys: list[str] = field(default_factory=list)
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def has_pooler(self) -> bool:
+        pooler = getattr(self.model, "pooler", None)
+        return pooler is not None and not any(k.startswith("pooler.") for k in self.missing_keys)
+
+
+def pick_device(device: str = "auto"):
+    """``cpu``, ``cuda[:N]``, ``mps`` or ``auto`` (cuda, then mps, then cpu) → torch.device; clear error if absent."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA GPU is available to this torch build (try --device cpu)")
+        return torch.device(device)
+    if device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise UsageError("--device mps: Apple's MPS backend is not available here (try --device cpu)")
+        return torch.device("mps")
+    if device == "cpu":
+        return torch.device("cpu")
+    raise UsageError(f"unknown --device {device!r}: choose cpu, cuda, cuda:N, mps or auto")
+
+
+def set_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads (default: what torch picks, i.e. the physical cores)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise UsageError("--threads must be at least 1")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def quiet_transformers() -> None:
+    """Keep transformers' own warnings and progress bars off stdout/stderr (we report what matters)."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+    except Exception:  # noqa: BLE001 - cosmetic only
+        pass
+
+
+def architectures(resolved: ResolvedModel) -> list[str]:
+    return list(resolved.config.get("architectures") or [])
+
+
+def check_head(resolved: ResolvedModel, head: str) -> None:
+    """Refuse early (before loading weights) when the config says the head is not there."""
+    if head == "base":
+        return
+    archs = architectures(resolved)
+    if not archs:
+        return  # no declaration: loading will tell (missing head weights)
+    if head == "rtd":
+        ok = resolved.config.get("model_type") == "electra" and any(a.endswith("ForPreTraining") for a in archs)
+    else:
+        ok = any(a.endswith(HEAD_SUFFIXES[head]) for a in archs)
+    if not ok:
+        raise missing_head_error(resolved, head, archs)
+
+
+def missing_head_error(resolved: ResolvedModel, head: str, archs: list[str]) -> ModelFileError:
+    _, what, command = HEADS[head]
+    fits = suggest_commands(resolved, archs)
+    hint = f"this model fits: {', '.join('bertcli ' + c for c in fits)}" if fits else None
+    return ModelFileError(
+        f"{resolved.display_name} has no {what} (architecture: {', '.join(archs) or 'unknown'}), "
+        f"which `bertcli {command}` needs",
+        hint=hint,
+    )
+
+
+def suggest_commands(resolved: ResolvedModel, archs: list[str]) -> list[str]:
+    """Commands a model's declared architectures can serve (embed always)."""
+    out = ["embed"]
+    if any(a.endswith(HEAD_SUFFIXES["qa"]) for a in archs):
+        out.append("qa")
+    if any(a.endswith("ForMaskedLM") for a in archs) or (
+        resolved.config.get("model_type") != "electra" and any(a.endswith("ForPreTraining") for a in archs)
+    ):
+        out.append("fill-mask")
+    if resolved.config.get("model_type") == "electra" and any(a.endswith("ForPreTraining") for a in archs):
+        out.append("detect")
+    return out
+
+
+def load_model(
+    resolved: ResolvedModel,
+    head: str = "base",
+    *,
+    device: str = "cpu",
+    dtype: str | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    attn_implementation: str | None = None,
+) -> LoadedModel:
+    """Load ``resolved`` with the given head, in eval mode on ``device``."""
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}")
+    if not resolved.has_config:
+        raise ModelFileError(f"{resolved.display_name} is a tokenizer only: running a model needs config.json and weights")
+    check_head(resolved, head)
+    weights = [f for f in resolved.files if f.endswith(".safetensors")]
+    pickles = [f for f in resolved.files if f.endswith(".bin")]
+    if not weights and not pickles:
+        raise ModelFileError(f"{resolved.display_name} has no weights (model.safetensors or pytorch_model.bin)")
+    if not weights and not allow_pickle:
+        raise ModelFileError(
+            f"{resolved.display_name} has only pickle weights ({', '.join(pickles)}), which can run code when loaded",
+            hint="pass --allow-pickle if you trust the source (they are then loaded with weights_only=True)",
+        )
+    torch_device = pick_device(device)
+    quiet_transformers()
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:  # pragma: no cover - core dependency
+        raise MissingDependencyError(f"running models needs torch and transformers: {exc}") from exc
+    auto_cls = getattr(transformers, HEADS[head][0])
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "output_loading_info": True}
+    if weights:
+        kwargs["use_safetensors"] = True
+    if dtype:
+        kwargs["dtype"] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        model, info = auto_cls.from_pretrained(str(resolved.path), **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Unrecognized configuration class" in str(exc) or "Unrecognized model" in str(exc):
+            raise missing_head_error(resolved, head, architectures(resolved)) from exc
+        raise ModelFileError(f"cannot load {resolved.display_name}: {message}") from exc
+    missing = list(info.get("missing_keys") or [])
+    if head != "base":
+        body = _base_prefix(model)
+        head_missing = [k for k in missing if not k.startswith(body) and "position_ids" not in k]
+        if head_missing:
+            raise missing_head_error(resolved, head, architectures(resolved))
+    model.eval()
+    model.to(torch_device)
+    return LoadedModel(model=model, head=head, device=torch_device, resolved=resolved, missing_keys=missing)
+
+
+def _base_prefix(model: Any) -> str:
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    return prefix + "." if prefix else ""

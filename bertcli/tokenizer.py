@@ -1,0 +1,342 @@
+"""The fastest correct tokenizer for a resolved model.
+
+- A ``tokenizer.json`` is loaded straight into the ``tokenizers`` library (no torch, no transformers), with any
+  padding/truncation it carries switched off: a plain call must not pad, exactly as transformers does not.
+- Legacy files (``spiece.model``, ``vocab.txt``, ``vocab.json`` + ``merges.txt``) are converted once through
+  transformers (the same conversion ``AutoTokenizer`` does) and the result is kept in bertcli's own cache,
+  keyed by the files' contents — never written into the user's model folder. The next call is fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bertcli.errors import MissingDependencyError, ModelFileError
+from bertcli.resolve import ResolvedModel, bertcli_cache_dir
+
+LEGACY_KINDS = {
+    "spiece.model": "SentencePiece",
+    "sentencepiece.bpe.model": "SentencePiece",
+    "vocab.txt": "WordPiece",
+    "vocab.json": "byte-level BPE",
+}
+
+#: Legacy tokenizer file → the transformers class that reads it (used when a folder has no config to say).
+LEGACY_CLASSES = {
+    "spiece.model": "AlbertTokenizer",
+    "sentencepiece.bpe.model": "XLMRobertaTokenizer",
+    "vocab.txt": "BertTokenizer",
+    "vocab.json": "RobertaTokenizer",
+}
+
+SPECIAL_ROLES = ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token", "bos_token", "eos_token")
+
+CONVERTER_VERSION = "1"  # bump to invalidate converted tokenizers in the cache
+
+
+def tokenizer_source(model: ResolvedModel) -> tuple[str, Path]:
+    """(kind of source, file) — ``tokenizer.json`` preferred, else the legacy file that defines the vocab."""
+    if model.tokenizer_file is not None:
+        name = model.tokenizer_file.name
+        if name == "tokenizer.json":
+            return "tokenizer.json", model.tokenizer_file
+        return ("spiece.model" if name.endswith(".model") and name != "sentencepiece.bpe.model" else name), model.tokenizer_file
+    if model.has("tokenizer.json"):
+        return "tokenizer.json", model.file("tokenizer.json")
+    for name in ("spiece.model", "sentencepiece.bpe.model", "vocab.txt", "vocab.json"):
+        if model.has(name):
+            if name == "vocab.json" and not model.has("merges.txt"):
+                continue
+            return name, model.file(name)
+    raise ModelFileError(
+        f"{model.display_name} has no tokenizer files",
+        hint="expected tokenizer.json, spiece.model, vocab.txt or vocab.json + merges.txt",
+    )
+
+
+def tokenizer_kind(model: ResolvedModel) -> str | None:
+    """WordPiece / SentencePiece / byte-level BPE / BPE, from the files (None when there is no tokenizer)."""
+    try:
+        source, path = tokenizer_source(model)
+    except ModelFileError:
+        return None
+    if source != "tokenizer.json":
+        return LEGACY_KINDS.get(source)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return kind_from_tokenizer_json(data)
+
+
+def kind_from_tokenizer_json(data: dict) -> str:
+    model_type = (data.get("model") or {}).get("type")
+    if model_type == "WordPiece":
+        return "WordPiece"
+    if model_type == "Unigram":
+        return "SentencePiece"
+    if model_type == "BPE":
+        blob = json.dumps(data.get("pre_tokenizer")) + json.dumps(data.get("decoder"))
+        return "byte-level BPE" if "ByteLevel" in blob else "BPE"
+    return model_type or "unknown"
+
+
+@dataclass
+class Token:
+    """One token of an encoding (the table row)."""
+
+    position: int
+    token: str
+    id: int
+    type_id: int
+    attention: int
+    start: int
+    end: int
+    word: int | None
+    special: bool
+
+
+@dataclass
+class LoadedTokenizer:
+    """A ``tokenizers.Tokenizer`` plus what bertcli needs to present it like transformers."""
+
+    backend: Any  # tokenizers.Tokenizer
+    kind: str
+    source: str  # human description of where it came from
+    special_tokens: dict[str, str] = field(default_factory=dict)  # role → token
+    model_max_length: int | None = None
+    uses_token_types: bool = True
+
+    def token_id(self, token: str) -> int | None:
+        return self.backend.token_to_id(token)
+
+    @property
+    def mask_token(self) -> str | None:
+        return self.special_tokens.get("mask_token")
+
+    @property
+    def special_ids(self) -> dict[str, int]:
+        ids = {}
+        for role, tok in self.special_tokens.items():
+            tid = self.backend.token_to_id(tok)
+            if tid is not None:
+                ids[role] = tid
+        return ids
+
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        pairs: Sequence[str] | None = None,
+        *,
+        add_special_tokens: bool = True,
+        max_length: int | None = None,
+    ) -> list:
+        """Encode texts (and optional pairs); truncate to ``max_length`` (longest-first) when given."""
+        tok = self.backend
+        if max_length is not None:
+            tok.enable_truncation(max_length=max_length, strategy="longest_first")
+        else:
+            tok.no_truncation()
+        inputs: Iterable = list(zip(texts, pairs)) if pairs is not None else list(texts)
+        return tok.encode_batch(inputs, add_special_tokens=add_special_tokens)
+
+    def count(self, texts: Sequence[str], *, add_special_tokens: bool = False) -> list[int]:
+        return [len(e.ids) for e in self.encode_batch(texts, add_special_tokens=add_special_tokens)]
+
+    def tokens(self, encoding) -> list[Token]:
+        specials = encoding.special_tokens_mask
+        word_ids = encoding.word_ids
+        return [
+            Token(i, t, encoding.ids[i], encoding.type_ids[i], encoding.attention_mask[i], s, e,
+                  word_ids[i], bool(specials[i]))
+            for i, (t, (s, e)) in enumerate(zip(encoding.tokens, encoding.offsets))
+        ]
+
+
+def load_tokenizer(model: ResolvedModel) -> LoadedTokenizer:
+    """The tokenizer for a resolved model (fast path from tokenizer.json, else a cached conversion)."""
+    source, path = tokenizer_source(model)
+    tok_config = _read_json(model.file("tokenizer_config.json")) if model.tokenizer_file is None else {}
+    if source == "tokenizer.json":
+        from tokenizers import Tokenizer
+
+        try:
+            backend = Tokenizer.from_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - the Rust error is the detail
+            raise ModelFileError(f"cannot load tokenizer {path}: {str(exc).splitlines()[0]}") from exc
+        data_specials = _specials_from_files(model, tok_config)
+        kind = tokenizer_kind(model) or "unknown"
+        desc = str(path)
+    else:
+        backend, data_specials, kind, desc = _load_converted(model, source, path, tok_config)
+    backend.no_padding()
+    backend.no_truncation()
+    max_len = _model_max_length(model, tok_config)
+    return LoadedTokenizer(
+        backend=backend,
+        kind=kind,
+        source=desc,
+        special_tokens=data_specials,
+        model_max_length=max_len,
+        uses_token_types=_uses_token_types(model, kind),
+    )
+
+
+def _uses_token_types(model: ResolvedModel, kind: str) -> bool:
+    """Token type ids are shown when the model has more than one token type (not RoBERTa's 1)."""
+    config = model.config
+    if "type_vocab_size" in config:
+        return int(config["type_vocab_size"] or 0) > 1
+    return kind != "byte-level BPE"
+
+
+def _model_max_length(model: ResolvedModel, tok_config: dict) -> int | None:
+    value = tok_config.get("model_max_length")
+    if isinstance(value, int) and 0 < value < 1_000_000:
+        return value
+    positions = model.config.get("max_position_embeddings")
+    if isinstance(positions, int):
+        # RoBERTa's position ids start after the padding index: 514 positions give 512 tokens.
+        return positions - 2 if model.config.get("model_type") in ("roberta", "xlm-roberta", "camembert") else positions
+    return None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _token_str(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("content"), str):
+        return value["content"]
+    return None
+
+
+def _specials_from_files(model: ResolvedModel, tok_config: dict) -> dict[str, str]:
+    specials: dict[str, str] = {}
+    sources = [tok_config]
+    if model.tokenizer_file is None:
+        sources.append(_read_json(model.file("special_tokens_map.json")))
+    for data in sources:
+        for role in SPECIAL_ROLES:
+            tok = _token_str(data.get(role))
+            if tok and role not in specials:
+                specials[role] = tok
+    return specials
+
+
+def _cache_key_cheap(model: ResolvedModel, source: str, path: Path, tok_config: dict) -> str:
+    """A key that needs no transformers import: file contents plus the installed transformers version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        tf_version = version("transformers")
+    except PackageNotFoundError:
+        tf_version = "none"
+    h = hashlib.sha256()
+    h.update(f"v{CONVERTER_VERSION}|{tf_version}|{source}|".encode())
+    h.update(path.read_bytes())
+    if source == "vocab.json":
+        h.update((path.parent / "merges.txt").read_bytes())
+    h.update(json.dumps(tok_config, sort_keys=True).encode())
+    if model.tokenizer_file is None:
+        for extra in ("special_tokens_map.json", "added_tokens.json"):
+            if model.has(extra):
+                h.update(model.file(extra).read_bytes())
+        h.update(str(model.config.get("model_type")).encode())
+    return h.hexdigest()[:32]
+
+
+def converted_cache_dir() -> Path:
+    return bertcli_cache_dir() / "tokenizers"
+
+
+def _load_converted(model: ResolvedModel, source: str, path: Path, tok_config: dict):
+    from tokenizers import Tokenizer
+
+    kind = LEGACY_KINDS.get(source, "unknown")
+    key = _cache_key_cheap(model, source, path, tok_config)
+    folder = converted_cache_dir() / key
+    tok_file, meta_file = folder / "tokenizer.json", folder / "meta.json"
+    if tok_file.is_file() and meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            backend = Tokenizer.from_file(str(tok_file))
+            return backend, meta["special_tokens"], kind, f"{path} (converted, cached at {tok_file})"
+        except (OSError, ValueError, KeyError, Exception):  # noqa: BLE001 - a broken cache entry is rebuilt
+            pass
+    hf_tok = _convert_with_transformers(model, source, path)
+    backend = hf_tok.backend_tokenizer
+    specials = {role: str(getattr(hf_tok, role)) for role in SPECIAL_ROLES if getattr(hf_tok, role, None)}
+    _store_converted(folder, backend, {"special_tokens": specials, "source": str(path), "kind": kind})
+    return Tokenizer.from_str(backend.to_str()), specials, kind, f"{path} (converted, cached at {tok_file})"
+
+
+def _store_converted(folder: Path, backend, meta: dict) -> None:
+    """Write the converted tokenizer atomically; a cache we cannot write is only a lost speed-up."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+        backend.save(str(tmp / "tokenizer.json"))
+        (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process won the race: keep theirs
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:
+        pass
+
+
+def _convert_with_transformers(model: ResolvedModel, source: str, path: Path):
+    """Build the fast tokenizer the way ``AutoTokenizer.from_pretrained`` does."""
+    _check_sentencepiece(source)
+    import logging
+
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    import transformers
+
+    try:
+        if model.tokenizer_file is None and (model.has("tokenizer_config.json") or model.has("config.json")):
+            return transformers.AutoTokenizer.from_pretrained(str(model.path))
+        # A bare tokenizer file: copy it alone into a scratch folder so nothing else beside it is picked up.
+        cls = getattr(transformers, LEGACY_CLASSES[source])
+        with tempfile.TemporaryDirectory(prefix="bertcli-tok-") as scratch:
+            names = [path.name] + (["merges.txt"] if source == "vocab.json" else [])
+            for name in names:
+                target = "spiece.model" if source == "spiece.model" else name
+                Path(scratch, target).write_bytes((path.parent / name).read_bytes())
+            return cls.from_pretrained(scratch)
+    except (ImportError, ModuleNotFoundError) as exc:
+        raise MissingDependencyError(
+            f"loading {path.name} needs an optional package: {exc}",
+            hint="pip install 'bertcli[sentencepiece]'  (sentencepiece and protobuf)",
+        ) from exc
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        raise ModelFileError(f"cannot build a tokenizer from {path}: {str(exc).splitlines()[0]}") from exc
+
+
+def _check_sentencepiece(source: str) -> None:
+    if not source.endswith(".model"):
+        return
+    import importlib.util
+
+    missing = [m for m in ("sentencepiece", "google.protobuf") if importlib.util.find_spec(m.split(".")[0]) is None]
+    if missing:
+        raise MissingDependencyError(
+            f"a SentencePiece tokenizer ({source}) needs {' and '.join(m.split('.')[-1] for m in missing)}",
+            hint="pip install 'bertcli[sentencepiece]'",
+        )
