@@ -147,6 +147,24 @@ class LoadedTokenizer:
         inputs: Iterable = list(zip(texts, pairs)) if pairs is not None else list(texts)
         return tok.encode_batch(inputs, add_special_tokens=add_special_tokens)
 
+    def token_strings(self, encoding) -> list[str]:
+        """The vocabulary token of each id (like transformers' convert_ids_to_tokens).
+
+        ``Encoding.tokens`` shows a SentencePiece unknown piece by its surface text ('ßø') although its id is
+        <unk>'s; the vocabulary token keeps tokens and ids telling the same story.
+        """
+        tokens = encoding.tokens
+        unk = self._unk_id
+        if unk is None or unk not in encoding.ids:
+            return tokens
+        unk_token = self.backend.id_to_token(unk)
+        return [unk_token if i == unk else t for t, i in zip(tokens, encoding.ids)]
+
+    @property
+    def _unk_id(self) -> int | None:
+        unk = self.special_tokens.get("unk_token")
+        return self.backend.token_to_id(unk) if unk else None
+
     def count(self, texts: Sequence[str], *, add_special_tokens: bool = False) -> list[int]:
         return [len(e.ids) for e in self.encode_batch(texts, add_special_tokens=add_special_tokens)]
 
@@ -156,7 +174,7 @@ class LoadedTokenizer:
         return [
             Token(i, t, encoding.ids[i], encoding.type_ids[i], encoding.attention_mask[i], s, e,
                   word_ids[i], bool(specials[i]))
-            for i, (t, (s, e)) in enumerate(zip(encoding.tokens, encoding.offsets))
+            for i, (t, (s, e)) in enumerate(zip(self.token_strings(encoding), encoding.offsets))
         ]
 
 

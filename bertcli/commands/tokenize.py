@@ -123,7 +123,7 @@ def _record(tok, text: str, pair: str | None, enc) -> dict:
     rec: dict = {"text": text}
     if pair is not None:
         rec["pair"] = pair
-    rec["tokens"] = enc.tokens
+    rec["tokens"] = tok.token_strings(enc)
     rec["input_ids"] = enc.ids
     if tok.uses_token_types:
         rec["token_type_ids"] = enc.type_ids

@@ -1,0 +1,59 @@
+"""The CLI shell: --help lists every command with examples, --version, light imports, global flags anywhere."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from bertcli import __version__
+from bertcli.cli import COMMANDS, hoist_global_flags
+
+
+def test_version(run_cli):
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"bertcli {__version__}"
+
+
+def test_help_lists_every_command(run_cli):
+    r = run_cli("--help", env={"COLUMNS": "200"})
+    assert r.returncode == 0
+    for name, _, _ in COMMANDS:
+        assert name in r.stdout
+
+
+def test_every_command_help_has_examples(run_cli):
+    for name, _, _ in COMMANDS:
+        r = run_cli(name, "--help", env={"COLUMNS": "200"})
+        assert r.returncode == 0, name
+        assert "Examples" in r.stdout and "$ bertcli" in r.stdout, name
+
+
+def test_python_dash_m(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "bertcli", "--version"], capture_output=True, text=True)
+    assert r.stdout.startswith("bertcli ")
+
+
+def test_help_and_tokenize_do_not_import_torch(minilm_dir):
+    for argv in (["--help"], ["tokenize", "-m", str(minilm_dir), "hi", "-f", "ids"]):
+        code = (f"import sys; sys.argv=['bertcli']+{argv!r}\nfrom bertcli.cli import main\n"
+                "try: main()\nexcept SystemExit: pass\n"
+                "bad=[m for m in ('torch','transformers') if m in sys.modules]\nassert not bad, bad")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
+
+def test_hoisting_global_flags():
+    assert hoist_global_flags(["tokenize", "x", "--offline", "--cache-dir", "/c", "--debug"]) == [
+        "--offline", "--cache-dir", "/c", "--debug", "tokenize", "x"]
+    assert hoist_global_flags(["tokenize", "--", "--offline"]) == ["tokenize", "--", "--offline"]
+
+
+def test_unknown_option_is_a_usage_error(run_cli):
+    r = run_cli("tokenize", "--bogus")
+    assert r.returncode == 2 and "No such option" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_broken_pipe_is_quiet(minilm_dir, tmp_path):
+    cmd = f"yes 'It was a great day' | head -n 20000 | {sys.executable} -m bertcli tokenize -m {minilm_dir} | head -n 1"
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
+    assert r.stdout.count("\n") == 1 and "Traceback" not in r.stderr
