@@ -6,11 +6,14 @@ each imports what it needs inside its function.
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 import os
 import sys
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -61,6 +64,15 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("tokenize", "tokenize", "tokenize"),
     ("config", "config", "config"),
     ("models", "models", "models"),
+    ("fill-mask", "fill_mask", "fill_mask"),
+    ("detect", "detect", "detect"),
+    ("attention", "attention", "attention"),
+    ("inspect", "inspect", "inspect"),
+    ("variants", "variants", "variants"),
+    ("compare", "compare", "compare"),
+    ("mask", "mask", "mask"),
+    ("download", "download", "download"),
+    ("cache", "cache", "app"),
 ]
 
 
@@ -89,17 +101,70 @@ def _global_options(
         os.environ["HF_HUB_OFFLINE"] = "1"
 
 
-for _name, _module, _attr in COMMANDS:
-    _obj = getattr(importlib.import_module(f"bertcli.commands.{_module}"), _attr)
-    if isinstance(_obj, typer.Typer):
-        app.add_typer(_obj, name=_name)
-    else:
-        app.command(
-            _name,
-            help=_obj.__doc__,
-            epilog=getattr(sys.modules[_obj.__module__], "EXAMPLES", None),
-            context_settings={"help_option_names": ["-h", "--help"]},
-        )(_obj)
+def _summary(module: str, attr: str) -> str:
+    """A command's one-line help read from its source with `ast` — without importing the module."""
+    spec = importlib.util.find_spec(f"bertcli.commands.{module}")
+    if spec is None or not spec.origin:
+        return ""
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == attr:
+            return (ast.get_docstring(node) or "").strip().split("\n")[0]
+    doc = (ast.get_docstring(tree) or "").strip().split("\n")[0]
+    return doc.split(":", 1)[-1].strip() if doc.startswith("`") else doc
+
+
+def _register(name: str, module: str, attr: str) -> None:
+    obj = getattr(importlib.import_module(f"bertcli.commands.{module}"), attr)
+    if isinstance(obj, typer.Typer):
+        app.add_typer(obj, name=name)
+        return
+    app.command(
+        name,
+        help=obj.__doc__,
+        epilog=getattr(sys.modules[obj.__module__], "EXAMPLES", None),
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )(obj)
+
+
+def _register_placeholder(name: str, module: str, attr: str) -> None:
+    """A stand-in that only lists the command in --help; the real one is imported when it is run."""
+
+    def placeholder() -> None:  # pragma: no cover - never selected: the real command replaces it
+        raise typer.Exit(1)
+
+    app.command(name, help=_summary(module, attr))(placeholder)
+
+
+_OPTIONS_WITH_VALUE = {"--format", "-f", "--cache-dir", "--token"}
+
+
+def selected_command(args: list[str]) -> str | None:
+    """The command named on the line (the first word that is not a global option or its value)."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _OPTIONS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def register_commands(args: list[str]) -> None:
+    """Import only the command being run; list the others by their one-line help.
+
+    So `bertcli tokenize` never imports the modules of `embed` or `qa`, and a command's dependencies load only
+    when it runs. Shell completion needs every command's options, so then all are imported.
+    """
+    wanted = selected_command(args)
+    everything = "_BERTCLI_COMPLETE" in os.environ
+    for name, module, attr in COMMANDS:
+        if everything or name == wanted:
+            _register(name, module, attr)
+        else:
+            _register_placeholder(name, module, attr)
 
 
 # Global flags that make sense anywhere on the line: moved in front of the command so that
@@ -136,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     args = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     run_settings.debug = "--debug" in args or os.environ.get("BERTCLI_DEBUG", "") not in ("", "0")
     try:
+        register_commands(args)
         app(args=args, prog_name="bertcli")
     except BertcliError as exc:
         if run_settings.debug:

@@ -171,8 +171,19 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy array or scalar
+        return value.tolist()
+    if isinstance(value, (Path, os.PathLike)):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
 def dumps(record: Any) -> str:
-    return json.dumps(to_jsonable(record), ensure_ascii=False, separators=(", ", ": "))
+    """One record as compact-ish JSON text (numpy values converted on the fly, no pre-walk)."""
+    return json.dumps(record, ensure_ascii=False, separators=(", ", ": "), default=_json_default)
 
 
 def _tsv_cell(value: Any) -> str:

@@ -15,6 +15,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,7 @@ class LoadedTokenizer:
         unk_token = self.backend.id_to_token(unk)
         return [unk_token if i == unk else t for t, i in zip(tokens, encoding.ids)]
 
-    @property
+    @cached_property
     def _unk_id(self) -> int | None:
         unk = self.special_tokens.get("unk_token")
         return self.backend.token_to_id(unk) if unk else None

@@ -57,3 +57,12 @@ def test_broken_pipe_is_quiet(minilm_dir, tmp_path):
     cmd = f"yes 'It was a great day' | head -n 20000 | {sys.executable} -m bertcli tokenize -m {minilm_dir} | head -n 1"
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
     assert r.stdout.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_only_the_selected_command_module_is_imported(minilm_dir):
+    code = (f"import sys; sys.argv=['bertcli','tokenize','-m',{str(minilm_dir)!r},'hi','-f','ids']\n"
+            "from bertcli.cli import main\ntry: main()\nexcept SystemExit: pass\n"
+            "mods=sorted(m for m in sys.modules if m.startswith('bertcli.commands.') and not m.endswith('_common'))\n"
+            "assert mods == ['bertcli.commands.tokenize'], mods")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -81,9 +81,12 @@ def tokenize(
                     yield {"text": text[:end] if truncate else "", "tokens": min(truncate, len(enc.ids))}
                 continue
             encs = tok.encode_batch(firsts, seconds, add_special_tokens=not no_special, max_length=limit)
+            if limit is None and tok.model_max_length:
+                long_lines += sum(len(enc.ids) > tok.model_max_length for enc in encs)
+            if fmt_resolved == "ids":  # the pipe format: skip building full records
+                yield from ({"input_ids": enc.ids} for enc in encs)
+                continue
             for i, enc in enumerate(encs):
-                if limit is None and tok.model_max_length and len(enc.ids) > tok.model_max_length:
-                    long_lines += 1
                 yield _record(tok, firsts[i], seconds[i] if seconds else None, enc)
 
     if mode != "tokens" and output.settings.format in ("auto", "text"):
@@ -128,7 +131,7 @@ def _record(tok, text: str, pair: str | None, enc) -> dict:
     if tok.uses_token_types:
         rec["token_type_ids"] = enc.type_ids
     rec["attention_mask"] = enc.attention_mask
-    rec["offsets"] = [list(o) for o in enc.offsets]
+    rec["offsets"] = enc.offsets
     rec["word_ids"] = enc.word_ids
     rec["special_tokens_mask"] = enc.special_tokens_mask
     if pair is not None:
