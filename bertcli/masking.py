@@ -351,3 +351,132 @@ def _replace(
             elif decision == "random":
                 masked[i] = pool[next(draws)]
     return masked, action, selected, targets
+
+
+# ---------------------------------------------------------------------------------------------------------
+# statistics over many samples (what `bertcli mask --samples N` reports)
+
+CHI2_CRITICAL_001: dict[int, float] = {1: 10.828, 2: 13.816, 3: 16.266, 4: 18.467, 5: 20.515, 6: 22.458,
+                                       7: 24.322, 8: 26.124, 9: 27.877}
+"""Chi-square critical values at alpha = 0.001, by degrees of freedom."""
+
+
+def chi_square(observed: Sequence[int], expected_probs: Sequence[float]) -> dict:
+    """Pearson's chi-square of counts against probabilities, with the alpha = 0.001 verdict.
+
+    ``consistent`` is None when some expected count is below 5 (too few samples for the test).
+    """
+    counts = np.asarray(observed, dtype=float)
+    probs = np.asarray(expected_probs, dtype=float)
+    keep = probs > 0
+    expected = counts.sum() * probs[keep]
+    stat = float(((counts[keep] - expected) ** 2 / expected).sum()) if counts.sum() else 0.0
+    df = int(keep.sum()) - 1
+    critical = CHI2_CRITICAL_001.get(df)
+    enough = bool(counts.sum()) and bool((expected >= 5).all()) and critical is not None
+    return {"chi2": round(stat, 3), "df": df, "critical": critical,
+            "consistent": (stat <= critical) if enough else None}
+
+
+def sample_statistics(
+    tokens: Sequence[str],
+    word_ids: Sequence[int | None] | None = None,
+    *,
+    strategy: str,
+    rng: np.random.Generator | int,
+    samples: int,
+    mask_prob: float = 0.15,
+    mask_token: str = "[MASK]",
+    vocabulary: Sequence[str] | None = None,
+    special_mask: Sequence[bool] | None = None,
+    replace_probs: tuple[float, float, float] = REPLACE_PROBS,
+    span_pmf: np.ndarray = SPAN_LENGTH_PMF,
+) -> dict:
+    """Mask one sequence ``samples`` times and compare what happened with the scheme's distributions.
+
+    Reports the masking rate (selected / maskable tokens) against the budget, the mask/random/same split
+    against ``replace_probs`` (counted per decision: a token, or a whole span for ``span``), and for
+    ``span`` the drawn span lengths against ``span_pmf`` renormalised over the lengths that fit in the
+    longest run of words (exact while the text has room; a short, crowded text shifts draws shorter).
+    """
+    if samples < 1:
+        raise UsageError(f"samples must be at least 1, got {samples}")
+    generator = np.random.default_rng(rng)
+    options = dict(strategy=strategy, mask_prob=mask_prob, mask_token=mask_token, vocabulary=vocabulary,
+                   special_mask=special_mask, replace_probs=replace_probs, span_pmf=span_pmf)
+    words = _words(len(tokens), word_ids, special_mask)
+    maskable = sum(e - s for s, e in words)
+    budget = masking_budget(maskable, mask_prob)
+    selected_counts = np.zeros(samples, dtype=int)
+    decisions = {"mask": 0, "random": 0, "same": 0}
+    token_actions = {"mask": 0, "random": 0, "same": 0}
+    pmf = np.asarray(span_pmf, dtype=float)
+    lengths = np.zeros(len(pmf), dtype=int)
+    for k in range(samples):
+        result = mask(tokens, word_ids, rng=generator, **options)
+        selected_counts[k] = result.num_selected
+        for a in result.action:
+            if a != "keep":
+                token_actions[a] += 1
+        if strategy == "span":
+            for (s, _), length in zip(result.spans, result.span_lengths):
+                decisions[result.action[s]] += 1
+                lengths[length - 1] += 1
+        else:
+            for a in result.action:
+                if a != "keep":
+                    decisions[a] += 1
+    split = {
+        "unit": "span" if strategy == "span" else "token",
+        "counts": decisions,
+        "token_counts": token_actions,
+        "observed": _fractions(decisions),
+        "expected": dict(zip(("mask", "random", "same"), map(float, replace_probs))),
+        **chi_square(list(decisions.values()), replace_probs),
+    }
+    stats: dict = {
+        "strategy": strategy,
+        "samples": samples,
+        "maskable": maskable,
+        "budget": budget,
+        "rate": {
+            "nominal": mask_prob,
+            "expected": budget / maskable if maskable else 0.0,
+            "observed": float(selected_counts.sum() / (samples * maskable)) if maskable else 0.0,
+            "selected_min": int(selected_counts.min()),
+            "selected_mean": float(selected_counts.mean()),
+            "selected_max": int(selected_counts.max()),
+        },
+        "split": split,
+    }
+    if strategy == "span":
+        room = min(len(pmf), _longest_run(words))
+        expected = np.zeros(len(pmf))
+        if room:
+            expected[:room] = pmf[:room] / pmf[:room].sum()
+        total = int(lengths.sum())
+        stats["span_lengths"] = {
+            "lengths": list(range(1, len(pmf) + 1)),
+            "counts": lengths.tolist(),
+            "observed": (lengths / total).tolist() if total else [0.0] * len(pmf),
+            "expected": expected.tolist(),
+            "mean_observed": float((np.arange(1, len(pmf) + 1) * lengths).sum() / total) if total else 0.0,
+            "mean_expected": float((np.arange(1, len(pmf) + 1) * expected).sum()),
+            "longest_run": _longest_run(words),
+            **chi_square(lengths.tolist(), expected.tolist()),
+        }
+    return stats
+
+
+def _fractions(counts: dict[str, int]) -> dict[str, float]:
+    total = sum(counts.values())
+    return {k: (v / total if total else 0.0) for k, v in counts.items()}
+
+
+def _longest_run(words: list[tuple[int, int]]) -> int:
+    """The most words in one run of adjacent words (words not separated by a special token)."""
+    best = run = 0
+    for i, (start, _) in enumerate(words):
+        run = run + 1 if i and words[i - 1][1] == start else 1
+        best = max(best, run)
+    return best

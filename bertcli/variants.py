@@ -1,0 +1,223 @@
+"""The BERT-family catalog: what each variant changes in BERT, and live numbers from a model's config.
+
+The catalog is data (objectives, masking, tokenizer, parameter tricks); the aliases and hub ids come from
+`bertcli.resolve.ALIASES` and every number from `bertcli.config.count_parameters` — nothing is typed in twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bertcli.compare import marker_for
+from bertcli.errors import UsageError
+from bertcli.resolve import ALIASES, detect_family
+
+OBJECTIVES: dict[str, str] = {
+    "MLM": "masked language modelling: predict the masked tokens",
+    "NSP": "next sentence prediction: is segment B the text that follows segment A?",
+    "SOP": "sentence order prediction: are two consecutive segments in their original order or swapped?",
+    "RTD": "replaced token detection: for every token, was it replaced by the generator?",
+    "SBO": "span boundary objective: predict each masked token from the two tokens just outside its span "
+           "plus its position in the span",
+}
+"""The pretraining objectives, by their short names."""
+
+MASKINGS: dict[str, str] = {
+    "static": "the mask is chosen once, while preparing the data: every epoch sees the same one",
+    "dynamic": "a new mask each time a sequence is seen",
+    "span": "contiguous spans of whole words are masked, not single tokens",
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One BERT-family variant: what it changes in BERT."""
+
+    name: str
+    summary: str
+    objectives: tuple[str, ...]
+    masking: str
+    masking_detail: str
+    mask_strategy: str  # the `bertcli mask --strategy` that shows it
+    tokenizer: str
+    tricks: tuple[str, ...]  # short names
+    changes: tuple[str, ...]
+    model_types: tuple[str, ...]
+    trick_details: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return self.name.lower()
+
+    @property
+    def aliases(self) -> list[dict[str, Any]]:
+        """The bertcli aliases of this variant with their hub ids (from `bertcli.resolve.ALIASES`)."""
+        return [
+            {"alias": a.name, "repo_id": a.repo_id, "legacy_ids": list(a.legacy_ids), "description": a.description}
+            for a in ALIASES.values() if a.family == self.name
+        ]
+
+
+VARIANTS: dict[str, Variant] = {
+    v.key: v
+    for v in (
+        Variant(
+            name="BERT",
+            summary="The original: a bidirectional Transformer encoder pretrained on masked LM and NSP.",
+            objectives=("MLM", "NSP"),
+            masking="static",
+            masking_detail="15% of tokens, each replaced 80/10/10 by [MASK] / a random token / itself; "
+                           "masks drawn once in preprocessing",
+            mask_strategy="static",
+            tokenizer="WordPiece",
+            tricks=(),
+            changes=("the baseline the others change",),
+            model_types=("bert",),
+        ),
+        Variant(
+            name="ALBERT",
+            summary="A Lite BERT: far fewer parameters for the same shape of model.",
+            objectives=("MLM", "SOP"),
+            masking="static",
+            masking_detail="n-gram masking (n ≤ 3) chosen once in preprocessing, 80/10/10 like BERT",
+            mask_strategy="static",
+            tokenizer="SentencePiece",
+            tricks=("factorized embedding", "cross-layer sharing"),
+            trick_details=("factorized embedding: V·E + E·H parameters instead of V·H, with E much smaller than H",
+                           "cross-layer parameter sharing: the layers share one set of weights"),
+            changes=("factorized embedding parameterization: a small embedding size E, then E → H",
+                     "cross-layer parameter sharing: all-shared (default), FFN-only or attention-only",
+                     "sentence order prediction (SOP) replaces next sentence prediction",
+                     "SentencePiece tokenizer (lower-cased)"),
+            model_types=("albert",),
+        ),
+        Variant(
+            name="RoBERTa",
+            summary="Robustly optimized BERT: the same architecture, trained differently.",
+            objectives=("MLM",),
+            masking="dynamic",
+            masking_detail="BERT's 15% and 80/10/10, but a new mask every time a sequence is fed to the model",
+            mask_strategy="dynamic",
+            tokenizer="byte-level BPE",
+            tricks=(),
+            changes=("dynamic masking instead of static masking",
+                     "no next sentence prediction: masked LM only, on full-length sequences",
+                     "large batches, more data, longer training",
+                     "byte-level BPE tokenizer (a leading space becomes Ġ); mask token <mask>"),
+            model_types=("roberta", "xlm-roberta", "camembert"),
+        ),
+        Variant(
+            name="ELECTRA",
+            summary="A generator replaces tokens; the discriminator learns to tell replaced tokens from originals.",
+            objectives=("RTD", "MLM"),
+            masking="dynamic",
+            masking_detail="the small generator (trained with MLM) sees 15% masked tokens, drawn anew at every "
+                           "step; the discriminator sees no [MASK] at all",
+            mask_strategy="dynamic",
+            tokenizer="WordPiece",
+            tricks=("E→H projection", "shared embeddings"),
+            trick_details=("embedding projection: embeddings of size E projected to the hidden size H",
+                           "the generator and the discriminator share their token embeddings"),
+            changes=("replaced token detection over every token instead of masked LM over 15%",
+                     "a generator (masked LM, small) and a discriminator released as a pair",
+                     "no [MASK] in the discriminator's input: no pretrain/fine-tune mismatch",
+                     "no next sentence prediction"),
+            model_types=("electra",),
+        ),
+        Variant(
+            name="SpanBERT",
+            summary="Masks contiguous spans and predicts them from their boundaries; built for QA and relations.",
+            objectives=("MLM", "SBO"),
+            masking="span",
+            masking_detail="spans of whole words, length ~ Geometric(p=0.2) clipped at 10 words, 15% budget, "
+                           "one 80/10/10 decision per span",
+            mask_strategy="span",
+            tokenizer="WordPiece",
+            tricks=(),
+            changes=("span masking instead of single-token masking",
+                     "span boundary objective (SBO): predict a span from the tokens just outside it",
+                     "no next sentence prediction: single segments of full length",
+                     "BERT's architecture and cased vocabulary (told apart only by its name)"),
+            model_types=("bert",),
+        ),
+    )
+}
+"""The five variants, keyed by lower-case name."""
+
+
+def get_variant(name: str) -> Variant:
+    """A variant by name (any case) or by a bertcli alias (``electra-generator`` → ELECTRA)."""
+    key = name.strip().lower()
+    if key in VARIANTS:
+        return VARIANTS[key]
+    if key in ALIASES:
+        return VARIANTS[ALIASES[key].family.lower()]
+    raise UsageError(f"unknown variant {name!r}", hint=f"choose one of {', '.join(v.name for v in VARIANTS.values())}")
+
+
+def variant_record(variant: Variant) -> dict[str, Any]:
+    """The catalog entry of a variant as a plain record (JSON output)."""
+    return {
+        "variant": variant.name,
+        "summary": variant.summary,
+        "objectives": list(variant.objectives),
+        "masking": variant.masking,
+        "masking_detail": variant.masking_detail,
+        "mask_strategy": variant.mask_strategy,
+        "tokenizer": variant.tokenizer,
+        "marker": marker_for(variant.tokenizer),
+        "tricks": list(variant.tricks),
+        "trick_details": list(variant.trick_details),
+        "changes": list(variant.changes),
+        "model_types": list(variant.model_types),
+        "aliases": variant.aliases,
+    }
+
+
+def catalog() -> list[dict[str, Any]]:
+    """Every variant's record, in the order BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT."""
+    return [variant_record(v) for v in VARIANTS.values()]
+
+
+def live_numbers(config: dict[str, Any], *, name_hints: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Numbers computed from a model's config with `bertcli.config.count_parameters`.
+
+    Always: the family, sizes, total and per-layer parameters, and what the word embeddings cost.
+    ALBERT: ``factorized_embedding`` (V·E + E·H vs V·H and what it saves) and ``sharing`` (layers stored vs
+    run and what sharing saves). ELECTRA with E ≠ H: ``embedding_projection``. A config whose model type
+    has no parameter arithmetic raises ValueError.
+    """
+    from bertcli.config import _get as config_value  # a field, or the default transformers applies
+    from bertcli.config import count_parameters
+
+    count = count_parameters(config)
+    notes = count.notes
+    word = next(p for p in count.parts if p.name == "embeddings")
+    v = int(config_value(config, "vocab_size", count.model_type))
+    h = int(config_value(config, "hidden_size", count.model_type))
+    fact = notes.get("factorized_embedding")
+    proj = notes.get("embedding_projection")
+    e = fact["E"] if fact else proj["E"] if proj else h
+    record: dict[str, Any] = {
+        "family": detect_family(config, name_hints=list(name_hints)),
+        "model_type": count.model_type,
+        "architecture": count.architecture,
+        "sizes": {"V": v, "E": e, "H": h, "layers": count.run_layers,
+                  "heads": config_value(config, "num_attention_heads", count.model_type),
+                  "intermediate": config_value(config, "intermediate_size", count.model_type)},
+        "total": count.total,
+        "base": count.base,
+        "per_layer": count.per_layer,
+        "stored_layers": count.stored_layers,
+        "run_layers": count.run_layers,
+        "embeddings": word.params,
+        "word_embeddings": v * e,
+        "word_embeddings_share": (v * e) / count.total if count.total else None,
+        "factorized_embedding": fact,
+        "sharing": notes.get("sharing"),
+        "embedding_projection": proj,
+    }
+    saved = (fact["saved"] if fact else 0) + (notes["sharing"]["saved"] if notes.get("sharing") else 0)
+    record["saved_by_tricks"] = saved if fact or notes.get("sharing") else None
+    return record
