@@ -75,7 +75,7 @@ class ResolvedModel:
     def display_name(self) -> str:
         if self.repo_id:
             return self.repo_id + (f"@{self.revision}" if self.revision and self.revision != "main" else "")
-        return str(self.tokenizer_file or self.path)
+        return self.ref
 
     def has(self, name: str) -> bool:
         return (self.path / name).is_file()
@@ -313,20 +313,18 @@ def _hub_hint(repo_id: str, revision: str | None) -> str:
 
 
 def lookup_cached_snapshot(repo_id: str, *, revision: str | None = None, cache_dir=None) -> Path | None:
-    """The snapshot folder of a cached repo revision, or None. Never touches the network."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    """The snapshot folder of a cached repo revision holding what a run needs, or None. Never touches the network."""
+    from bertcli import hub
 
-    try:
-        folder = snapshot_download(repo_id, revision=revision, cache_dir=hub_cache_dir(cache_dir),
-                                   local_files_only=True)
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
-        return None
-    return Path(folder)
+    return hub.cached_snapshot(repo_id, revision=revision, cache_dir=cache_dir)
 
 
 def _resolve_hub(ref, repo_id, alias, *, revision, cache_dir, offline, token, download, on_download) -> ResolvedModel:
     folder = lookup_cached_snapshot(repo_id, revision=revision, cache_dir=cache_dir)
+    if folder is None and (is_offline(offline) or not download):
+        from bertcli import hub
+
+        folder = hub.cached_snapshot(repo_id, revision=revision, cache_dir=cache_dir, allow_partial=True)
     if folder is None:
         if is_offline(offline) or not download:
             if "/" not in repo_id and alias is None and repo_id not in LEGACY_IDS.values():
@@ -343,7 +341,8 @@ def _resolve_hub(ref, repo_id, alias, *, revision, cache_dir, offline, token, do
 
         if on_download:
             on_download(f"{repo_id} is not cached: downloading it into {hub_cache_dir(cache_dir)}")
-        folder = hub.download_for_run(repo_id, revision=revision, cache_dir=cache_dir, token=token)
+        folder = hub.download_for_run(repo_id, revision=revision, cache_dir=cache_dir, token=token,
+                                     notify=on_download)
     commit = folder.name if len(folder.name) == 40 else None
     files = _list_files(folder)
     if not files:
@@ -353,33 +352,54 @@ def _resolve_hub(ref, repo_id, alias, *, revision, cache_dir, offline, token, do
 
 
 def hub_error(exc: BaseException, repo_id: str, revision: str | None = None) -> Exception:
-    """Map a huggingface_hub / network exception to a bertcli error with a hint."""
+    """Map a huggingface_hub / network exception to a bertcli error with a hint (``exc`` itself if unknown).
+
+    huggingface_hub wraps the real cause of a failed file request in ``LocalEntryNotFoundError`` ("not in the
+    cache"); the cause chain is searched first so that 403, gated, or a dropped connection is named as such.
+    """
     from huggingface_hub import errors as hf_errors
 
     rev = f"@{revision}" if revision else ""
-    if isinstance(exc, hf_errors.GatedRepoError):
-        return HubError(f"{repo_id} is gated: accept its terms on the hub, then pass a token",
-                        hint="--token or HF_TOKEN")
-    if isinstance(exc, hf_errors.RevisionNotFoundError):
-        return ModelNotFoundError(f"{repo_id} has no revision {revision!r}")
-    if isinstance(exc, hf_errors.RepositoryNotFoundError):
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        if status in (401, 403):
-            return HubError(f"{repo_id}: access denied ({status}); it may be private or gated",
-                            hint="pass a token with --token or HF_TOKEN")
-        return ModelNotFoundError(f"no such model on the hub: {repo_id}", hint="check the id, or pass a token if private")
-    if isinstance(exc, hf_errors.RemoteEntryNotFoundError):
-        return ModelNotFoundError(f"{repo_id}{rev}: {exc}".splitlines()[0])
-    if isinstance(exc, hf_errors.HfHubHTTPError):
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        if status in (401, 403):
-            return HubError(f"{repo_id}: access denied ({status})", hint="pass a token with --token or HF_TOKEN")
-        return HubError(f"hub error for {repo_id}{rev}: {str(exc).splitlines()[0]}")
-    if isinstance(exc, hf_errors.OfflineModeIsEnabled):
-        return OfflineError(f"{repo_id}{rev} is not cached and offline mode is on", hint=_hub_hint(repo_id, revision))
-    if isinstance(exc, (ConnectionError, TimeoutError, OSError)) or type(exc).__name__ in (
-        "ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError", "ReadError",
-    ):
-        return HubError(f"cannot reach the hub for {repo_id}{rev}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                        hint="check the network, or use --offline if the model is cached")
+    label = f"{repo_id}{rev}"
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in chain and len(chain) < 8:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    net_names = ("ConnectError", "ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException",
+                 "RemoteProtocolError", "ReadError", "WriteError", "NetworkError", "TransportError", "ProxyError")
+    for err in chain:
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        if isinstance(err, hf_errors.GatedRepoError):
+            why = "no token was sent (401)" if status == 401 else f"the token has no access ({status})"
+            return HubError(f"{repo_id} is gated and {why}: accept its terms on the hub page, then pass a token",
+                            hint="--token or HF_TOKEN")
+        if isinstance(err, hf_errors.RevisionNotFoundError):
+            return ModelNotFoundError(f"{repo_id} has no revision {revision!r}", hint="check the branch, tag or commit")
+        if isinstance(err, hf_errors.RepositoryNotFoundError):
+            if status in (401, 403):
+                return HubError(f"{repo_id}: no such model, or it is private and no valid token was sent ({status})",
+                                hint="check the id, or pass a token with --token or HF_TOKEN")
+            return ModelNotFoundError(f"no such model on the hub: {repo_id}", hint="check the id, or pass a token if private")
+        if isinstance(err, hf_errors.RemoteEntryNotFoundError):
+            url = str(getattr(getattr(err, "response", None), "url", "") or "")
+            name = url.split("/resolve/", 1)[-1].split("/", 1)[-1] if "/resolve/" in url else ""
+            return ModelNotFoundError(f"{label} has no file {name!r}" if name else f"{label}: file not found on the hub")
+        if isinstance(err, hf_errors.HfHubHTTPError) and status is not None:
+            if status in (401, 403):
+                return HubError(f"{label}: access denied ({status})", hint="pass a token with --token or HF_TOKEN")
+            return HubError(f"hub error for {label}: HTTP {status}",
+                            hint="the hub may be down; retry later, or use --offline if the model is cached")
+    for err in chain:
+        if isinstance(err, hf_errors.OfflineModeIsEnabled):
+            return OfflineError(f"{label} is not cached and offline mode is on", hint=_hub_hint(repo_id, revision))
+        if type(err).__name__ in net_names or isinstance(err, (ConnectionError, TimeoutError)):
+            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+            return HubError(f"cannot reach the hub for {label}: {detail}",
+                            hint="check the network (and HF_ENDPOINT), or use --offline if the model is cached")
+    if isinstance(exc, (hf_errors.RevisionResolutionError, hf_errors.LocalEntryNotFoundError)):
+        return HubError(f"cannot reach the hub for {label}",
+                        hint="check the network (and HF_ENDPOINT), or use --offline if the model is cached")
+    if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
+        return HubError(f"download of {label} was cut short: {str(exc).splitlines()[0]}", hint="run it again")
     return exc  # type: ignore[return-value]

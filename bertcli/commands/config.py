@@ -110,8 +110,10 @@ def _config_view(record: dict, cfg: dict):
 
     from bertcli.config import grouped_fields
 
-    title = f"{record['model']}  ·  {record['family']}"
-    table = Table(title=title, show_edge=False, header_style="bold", title_justify="left")
+    from rich.text import Text
+
+    title = Text.assemble((record["model"], "bold"), "  ·  ", (record["family"], "cyan"))
+    table = Table(show_edge=False, header_style="bold")
     table.add_column("group", style="cyan")
     table.add_column("field")
     table.add_column("value", justify="right")
@@ -119,7 +121,7 @@ def _config_view(record: dict, cfg: dict):
         for i, (key, value) in enumerate(rows):
             table.add_row(group if i == 0 else "", key, _fmt_value(value))
         table.add_section()
-    parts: list = [table]
+    parts: list = [title, table]
     params = record.get("parameters")
     if params:
         parts += ["", _params_view(params)]

@@ -35,10 +35,12 @@ def _table(records: list[dict]):
     from rich.table import Table
 
     table = Table(show_edge=False, header_style="bold")
-    for col in ("alias", "hub id", "family", "cached", "description"):
+    table.add_column("alias", no_wrap=True)
+    table.add_column("hub id", no_wrap=True)
+    for col in ("family", "cached", "description"):
         table.add_column(col)
     for rec in records:
-        hub = rec["repo_id"] + (f" [dim](legacy: {', '.join(rec['legacy_ids'])})[/dim]" if rec["legacy_ids"] else "")
+        hub = rec["repo_id"] + (f"\n[dim]legacy: {', '.join(rec['legacy_ids'])}[/dim]" if rec["legacy_ids"] else "")
         table.add_row(f"[bold]{rec['alias']}[/bold]", hub, rec["family"],
                       "[green]yes[/green]" if rec["cached"] else "[dim]no[/dim]", rec["description"])
     return table
