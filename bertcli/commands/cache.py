@@ -1,0 +1,146 @@
+"""`bertcli cache`: list, remove and verify the models in the Hugging Face hub cache (no network)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from bertcli import output
+from bertcli.commands._common import FormatOpt, QuietOpt, apply_output, examples
+from bertcli.errors import ModelFileError, UsageError
+from bertcli.hub import format_bytes
+
+app = typer.Typer(
+    name="cache",
+    help="List, remove and verify cached hub models (the cache shared with transformers and `hf`).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=examples("bertcli cache ls", "bertcli cache rm albert -y", "bertcli cache verify org/name"),
+)
+
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL[@REV]", help="Alias or hub id, optionally @branch/tag/commit.", show_default=False)]
+
+
+@app.command("ls", epilog=examples("bertcli cache ls", "bertcli cache ls --all --format json"))
+def ls(
+    all_repos: Annotated[bool, typer.Option("--all", help="Every cached repo, not only BERT-family models.")] = False,
+    fmt: FormatOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """List cached models: repo, revisions, size, last used, files, and whether the weights are complete."""
+    apply_output(fmt, quiet)
+    from bertcli import cache
+    from bertcli.cli import run_settings
+
+    fmt_resolved = output.resolve_format()
+    models = cache.list_models(run_settings.cache_dir, all_repos=all_repos)
+    for problem in cache.cache_problems(run_settings.cache_dir):
+        output.warn(f"unreadable cache entry: {problem}")
+    output.emit((m.record() for m in models), fmt=fmt_resolved, table=_ls_table, tsv_rows=_ls_rows,
+                tsv_columns=["repo", "family", "commit", "refs", "size", "weights", "files", "last_used"])
+
+
+def _ls_rows(record: dict):
+    for rev in record["revisions"] or [{"commit": "", "refs": [], "size": 0, "weights": "", "files": []}]:
+        yield {"repo": record["repo"], "family": record["family"], "commit": rev["commit"], "refs": rev["refs"],
+               "size": rev["size"], "weights": rev["weights"], "files": rev["files"], "last_used": record["last_used"]}
+
+
+def _ls_table(records: list[dict]):
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold")
+    for col, justify in (("repo", "left"), ("family", "left"), ("revision", "left"), ("size", "right"),
+                         ("weights", "left"), ("files", "right"), ("last used", "left")):
+        table.add_column(col, justify=justify)
+    for rec in records:
+        for i, rev in enumerate(rec["revisions"]):
+            refs = ",".join(rev["refs"])
+            weights = {"complete": "[green]complete[/green]", "incomplete": "[red]incomplete[/red]"}.get(
+                rev["weights"], "[dim]none[/dim]")
+            table.add_row(rec["repo"] if i == 0 else "", rec["family"] if i == 0 else "",
+                          f"{rev['commit'][:12]}" + (f" ({refs})" if refs else ""), format_bytes(rev["size"]),
+                          weights, str(len(rev["files"])), rec["last_used"].replace("T", " ")[:16] if i == 0 else "")
+        if rec["partial_downloads"]:
+            table.add_row("", "", f"[yellow]{rec['partial_downloads']} partial download(s)[/yellow]", "", "", "", "")
+    if not records:
+        table.caption = "no cached models (try --all)"
+    return table
+
+
+@app.command("rm", epilog=examples("bertcli cache rm albert", "bertcli cache rm org/name@main -y"))
+def rm(
+    model: ModelArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed and stop.")] = False,
+    fmt: FormatOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Remove a cached model (or one revision with @REV) and report the bytes freed.
+
+    Asks for confirmation on a terminal unless -y. Only paths inside the cache folder are ever deleted.
+    """
+    apply_output(fmt, quiet)
+    from bertcli import cache
+    from bertcli.cli import run_settings
+
+    fmt_resolved = output.resolve_format()
+    removal = cache.plan_removal(model, cache_dir=run_settings.cache_dir)
+    what = removal.repo_id if removal.whole_repo else f"{removal.repo_id} ({', '.join(c[:12] for c in removal.commits)})"
+    record = removal.record() | {"removed": False}
+    if dry_run:
+        output.info(f"would remove {what}, freeing {format_bytes(removal.freed_bytes)}")
+        output.emit_one(record, fmt=fmt_resolved, table=_rm_view)
+        return
+    if not yes and sys.stdin.isatty():
+        if not typer.confirm(f"Remove {what} ({format_bytes(removal.freed_bytes)}) from the cache?", default=False,
+                             err=True):
+            raise UsageError("nothing removed (not confirmed)")
+    freed = cache.remove(removal)
+    output.info(f"removed {what}: freed {format_bytes(freed)}")
+    output.emit_one(record | {"removed": True, "freed_bytes": freed}, fmt=fmt_resolved, table=_rm_view)
+
+
+def _rm_view(record: dict):
+    verb = "removed" if record["removed"] else "would remove"
+    return f"{verb} {record['repo']}: {format_bytes(record['freed_bytes'])} ({record['freed_bytes']} bytes)"
+
+
+@app.command("verify", epilog=examples("bertcli cache verify albert", "bertcli cache verify org/name@main -f json"))
+def verify(model: ModelArg, fmt: FormatOpt = None, quiet: QuietOpt = False) -> None:
+    """Check every cached file of a model against the hub's sha256 / git hash, its listed size and its header.
+
+    Reports corrupt, truncated or missing files and exits non-zero (6) if there is any. No network needed:
+    the cache names each file after the hash the hub gave for it.
+    """
+    apply_output(fmt, quiet)
+    from bertcli import cache
+    from bertcli.cli import run_settings
+
+    fmt_resolved = output.resolve_format()
+    checks = cache.verify(model, cache_dir=run_settings.cache_dir)
+    output.emit((c.record() for c in checks), fmt=fmt_resolved, table=_verify_table,
+                tsv_columns=["commit", "file", "size", "status", "check", "detail"])
+    failed = [c for c in checks if c.failed]
+    if failed:
+        names = ", ".join(f"{c.file} ({c.detail or c.status})" for c in failed[:3])
+        raise ModelFileError(f"{len(failed)} of {len(checks)} cached files failed verification: {names}",
+                             hint=f"run `bertcli cache rm {model} -y` and download it again")
+    output.info(f"{sum(c.status == 'ok' for c in checks)} files verified")
+
+
+def _verify_table(records: list[dict]):
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("revision", "file", "size", "status", "check", "detail"):
+        table.add_column(col, justify="right" if col == "size" else "left")
+    colors = {"ok": "green", "corrupt": "red", "missing": "red", "partial": "yellow"}
+    for rec in records:
+        status = f"[{colors.get(rec['status'], 'white')}]{rec['status']}[/]"
+        table.add_row(rec["commit"][:12], rec["file"], format_bytes(rec["size"]), status, rec["check"] or "",
+                      rec["detail"])
+    return table

@@ -1,0 +1,162 @@
+"""`bertcli download`: fetch a hub model (config, tokenizer, one weights format) into the HF cache or a folder."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Annotated
+
+import typer
+
+from bertcli import hub, output
+from bertcli.hub import format_bytes
+from bertcli.commands._common import FormatOpt, QuietOpt, RevisionOpt, apply_output, examples
+from bertcli.errors import UsageError
+
+EXAMPLES = examples(
+    "bertcli download albert",
+    "bertcli download google/electra-small-discriminator --dry-run",
+    "bertcli download FacebookAI/roberta-base config.json vocab.json merges.txt",
+    "bertcli download bert --local-dir ./BertModel",
+    "bertcli embed -m \"$(bertcli download albert -q)\" \"Beijing is a beautiful city\"",
+)
+
+
+class RichDownloadProgress:
+    """Bytes, rate and files of a download on stderr: a Rich bar on a terminal, two plain lines otherwise."""
+
+    def __init__(self) -> None:
+        self._progress = None
+        self._task = None
+        self._files = 0
+        self._total_files = 0
+        self._bytes = 0
+        self._started = 0.0
+        self._lock = threading.Lock()
+
+    def start(self, *, description: str, total_bytes: int, total_files: int) -> None:
+        self._total_files = total_files
+        self._started = time.perf_counter()
+        if total_bytes == 0:
+            return  # everything is cached: nothing to show
+        if output.progress_enabled():
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                TextColumn("{task.fields[files]}"), TimeRemainingColumn(),
+                console=output.err_console(), transient=True,
+            )
+            self._task = self._progress.add_task(description, total=total_bytes, files=f"0/{total_files} files")
+            self._progress.start()
+        else:
+            output.info(f"downloading {description}: {total_files} files, {format_bytes(total_bytes)}")
+
+    def advance(self, nbytes: int) -> None:
+        with self._lock:
+            self._bytes += nbytes
+        if self._progress is not None:
+            self._progress.advance(self._task, nbytes)
+
+    def file_done(self) -> None:
+        with self._lock:
+            self._files += 1
+            files = self._files
+        if self._progress is not None:
+            self._progress.update(self._task, files=f"{files}/{self._total_files} files")
+
+    def notice(self, message: str) -> None:
+        if self._progress is not None and not output.settings.quiet:
+            self._progress.console.print(message, markup=False, highlight=False)
+        else:
+            output.info(message)
+
+    def finish(self, *, ok: bool) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if ok and self._bytes:
+            seconds = max(time.perf_counter() - self._started, 1e-6)
+            output.info(f"fetched {format_bytes(self._bytes)} in {seconds:.1f}s "
+                        f"({format_bytes(int(self._bytes / seconds))}/s)")
+
+
+
+def download(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Alias (bert, albert, …) or hub id org/name[@rev].", show_default=False)],
+    files: Annotated[list[str] | None, typer.Argument(metavar="[FILES]...", help="Only these files (paths in the repo).", show_default=False)] = None,
+    revision: RevisionOpt = None,
+    include: Annotated[list[str] | None, typer.Option("--include", help="Glob of files to fetch instead of the default selection (repeatable).", show_default=False)] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Glob of files to leave out (repeatable).", show_default=False)] = None,
+    allow_pickle: Annotated[bool, typer.Option("--allow-pickle", help="Allow pickle weights (pytorch_model.bin): loading them can run code.")] = False,
+    local_dir: Annotated[str | None, typer.Option("--local-dir", help="Write a plain folder here instead of the HF cache.", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be fetched (sizes, already cached) and stop.")] = False,
+    lock_timeout: Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for another process downloading the same files (0: forever).")] = hub.DEFAULT_LOCK_TIMEOUT,
+    token: Annotated[str | None, typer.Option("--token", help="Hub token for gated or private repos (default: HF_TOKEN).", show_default=False)] = None,
+    fmt: FormatOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Download a hub model into the Hugging Face cache (shared with transformers and `hf`), or --local-dir.
+
+    By default it fetches what running the model needs: config, tokenizer files, and ONE weights format —
+    safetensors when the repo has it; pickle weights (pytorch_model.bin) only with --allow-pickle.
+    Prints the snapshot folder on stdout (a JSON record with --format json); progress goes to stderr.
+    """
+    apply_output(fmt, quiet)
+    from bertcli.cli import run_settings
+    from bertcli.resolve import canonical_repo_id, split_revision
+
+    name, rev_in_ref = split_revision(model)
+    if revision and rev_in_ref and revision != rev_in_ref:
+        raise UsageError(f"two revisions given: {model!r} and --revision {revision}")
+    repo_id, _alias = canonical_repo_id(name)
+    fmt_resolved = (output.settings.format or "auto").lower()
+    allowed = ("auto", "path", "table", "json", "jsonl", "tsv")
+    if fmt_resolved not in allowed:
+        raise UsageError(f"unknown --format {fmt_resolved!r}; choose one of: {', '.join(allowed)}")
+    progress = hub.SilentProgress() if dry_run else RichDownloadProgress()
+    result = hub.download(
+        repo_id, revision=revision or rev_in_ref, files=files or None, include=include or None,
+        exclude=exclude or None, allow_pickle=allow_pickle, cache_dir=run_settings.cache_dir, local_dir=local_dir,
+        token=token or run_settings.token, offline=run_settings.offline, dry_run=dry_run,
+        lock_timeout=lock_timeout or None, progress=progress,
+    )
+    if dry_run:
+        _emit_plan(result, fmt_resolved)
+        return
+    record = result.record()
+    if fmt_resolved in ("auto", "path", "table"):
+        typer.echo(str(result.path))
+    else:
+        output.emit_one(record, fmt=fmt_resolved)
+
+
+def _emit_plan(result: hub.DownloadResult, fmt: str) -> None:
+    planned = result.planned
+    fetch = [p for p in planned if not p.cached]
+    output.info(f"{result.repo_id}@{result.revision} ({(result.commit or '')[:12]}): would fetch {len(fetch)} "
+                f"file(s), {format_bytes(sum(p.size or 0 for p in fetch))}; {len(planned) - len(fetch)} already cached")
+    if fmt in ("auto", "path"):
+        fmt = output.resolve_format()
+    output.emit((p.record() for p in planned), fmt=fmt, table=_plan_table,
+                tsv_columns=["file", "size", "cached", "will_download"])
+
+
+def _plan_table(records: list[dict]):
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("file")
+    table.add_column("size", justify="right")
+    table.add_column("status")
+    for rec in records:
+        table.add_row(rec["file"], format_bytes(rec["size"]),
+                      "[dim]cached[/dim]" if rec["cached"] else "[green]download[/green]")
+    return table
