@@ -1,0 +1,73 @@
+"""`bertcli cache ls/rm/verify` in subprocesses, on a cache filled from the local fake hub."""
+
+from __future__ import annotations
+
+import json
+
+from tests.hubserver import fake_hub, publish  # noqa: F401 - fixture
+
+FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt"]
+
+
+def _fill(run_cli, fake, tmp_path, tiny_bert_fast, tiny_albert):
+    bert = publish(fake, "org/tiny-bert", tiny_bert_fast)
+    albert = publish(fake, "org/tiny-albert", tiny_albert)
+    fake.add_repo("org/not-bert", {"config.json": b'{"model_type": "gpt2"}'})
+    env = fake.env(tmp_path / "hub", COLUMNS="250")
+    for repo in ("org/tiny-bert", "org/tiny-albert", "org/not-bert"):
+        assert run_cli("download", repo, "-q", env=env).returncode == 0
+    return env, bert, albert
+
+
+def test_ls_rm(run_cli, fake_hub, tiny_bert_fast, tiny_albert, tmp_path):
+    env, bert, albert = _fill(run_cli, fake_hub, tmp_path, tiny_bert_fast, tiny_albert)
+    records = json.loads(run_cli("cache", "ls", "-f", "json", env=env).stdout)
+    assert [(r["repo"], r["family"]) for r in records] == [("org/tiny-albert", "ALBERT"), ("org/tiny-bert", "BERT")]
+    rev = records[1]["revisions"][0]
+    assert (rev["commit"], rev["refs"], rev["files"], rev["weights"]) == (bert, ["main"], FILES, "complete")
+    assert rev["size"] == records[1]["size"] == sum((tiny_bert_fast / f).stat().st_size for f in FILES)
+    everything = json.loads(run_cli("cache", "ls", "--all", "-f", "json", env=env).stdout)
+    assert [r["repo"] for r in everything] == ["org/not-bert", "org/tiny-albert", "org/tiny-bert"]
+    table = run_cli("cache", "ls", "-f", "table", env=env).stdout
+    assert "org/tiny-bert" in table and "complete" in table and "(main)" in table
+
+    dry = json.loads(run_cli("cache", "rm", "org/tiny-bert", "--dry-run",
+                             "-f", "json", env=env).stdout)
+    assert dry["removed"] is False and dry["freed_bytes"] == rev["size"] and dry["whole_repo"] is True
+    # stdin is not a terminal here: no question is asked
+    gone = run_cli("cache", "rm", "org/tiny-bert", "-f", "json", env=env)
+    assert gone.returncode == 0 and json.loads(gone.stdout)["freed_bytes"] == rev["size"]
+    assert gone.stderr == f"removed org/tiny-bert: freed {rev['size'] / 1000:.1f} KB\n"
+    assert not (tmp_path / "hub" / "models--org--tiny-bert").exists()
+    assert (tmp_path / "hub" / "models--org--tiny-albert").is_dir() and (tmp_path / "hub" / "models--org--not-bert").is_dir()
+    again = run_cli("cache", "rm", "org/tiny-bert", "-y", env=env)
+    assert again.returncode == 3 and "org/tiny-bert is not in the cache" in again.stderr
+    outside = tmp_path / "keep.txt"
+    outside.write_text("precious")
+    for trick in ("../keep.txt", str(outside), "org/../../keep.txt", "..", "../hub"):
+        bad = run_cli("cache", "rm", trick, "-y", env=env)
+        assert bad.returncode == 3 and "not a valid hub repo id" in bad.stderr.replace("nor a valid", "not a valid"), trick
+    assert outside.read_text() == "precious" and (tmp_path / "hub" / "models--org--tiny-albert").is_dir()
+    one_rev = run_cli("cache", "rm", f"org/tiny-albert@{albert[:10]}", "-y", "-f", "json", env=env)
+    assert one_rev.returncode == 0 and json.loads(one_rev.stdout)["commits"] == [albert]
+
+
+def test_verify_catches_truncated_blob(run_cli, fake_hub, tiny_bert_fast, tiny_albert, tmp_path):
+    env, bert, _ = _fill(run_cli, fake_hub, tmp_path, tiny_bert_fast, tiny_albert)
+    ok = run_cli("cache", "verify", "org/tiny-bert", "-f", "jsonl", env=env)
+    assert ok.returncode == 0 and ok.stderr == "5 files verified\n"
+    assert [(r["file"], r["status"], r["check"]) for r in map(json.loads, ok.stdout.splitlines())] == [
+        ("config.json", "ok", "git-sha1"), ("model.safetensors", "ok", "sha256"), ("tokenizer.json", "ok", "git-sha1"),
+        ("tokenizer_config.json", "ok", "git-sha1"), ("vocab.txt", "ok", "git-sha1")]
+    weights = tmp_path / "hub" / "models--org--tiny-bert" / "snapshots" / bert / "model.safetensors"
+    blob = weights.resolve()
+    blob.write_bytes(blob.read_bytes()[:50_000])
+    bad = run_cli("cache", "verify", "org/tiny-bert", "-f", "jsonl", env=env)
+    assert bad.returncode == 6
+    rows = {r["file"]: r for r in map(json.loads, bad.stdout.splitlines())}
+    assert rows["model.safetensors"]["status"] == "corrupt"
+    assert rows["model.safetensors"]["detail"] == "truncated: 50000 bytes, the hub lists 173472"
+    assert bad.stderr == ("error: 1 of 5 cached files failed verification: model.safetensors (truncated: 50000 bytes, "
+                          "the hub lists 173472); run `bertcli cache rm org/tiny-bert -y` and download it again\n")
+    ls = json.loads(run_cli("cache", "ls", "-f", "json", env=env).stdout)
+    assert [r["revisions"][0]["weights"] for r in ls if r["repo"] == "org/tiny-bert"] == ["incomplete"]
