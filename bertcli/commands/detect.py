@@ -1,0 +1,117 @@
+"""`bertcli detect`: ELECTRA replaced-token detection — how likely the discriminator thinks each token was swapped."""
+
+from __future__ import annotations
+
+from itertools import islice
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bertcli import output
+from bertcli.commands._common import FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
+from bertcli.errors import UsageError
+from bertcli.inputs import iter_lines, require_nonempty
+
+EXAMPLES = examples(
+    'bertcli detect "The chef cooked the meal." -m electra',
+    'bertcli detect "The chef cooked the meal." -m electra --replace 3=ate',
+    'bertcli detect "The chef cooked the meal." -m electra --replace 2=car --replace 5=sky --format json',
+    "cat sentences.txt | bertcli detect -m electra --format tsv",
+)
+
+
+def detect(
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to check (default: lines of --file or stdin).", show_default=False)] = None,
+    model: ModelOpt = None,
+    replace: Annotated[list[str] | None, typer.Option("--replace", "-r", metavar="POS=WORD", help="Swap word POS (1-based, as the tokenizer splits words: punctuation counts) for WORD first; repeatable; one TEXT only.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N, mps or auto.")] = "auto",
+    fmt: FormatOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Replaced-token detection with an ELECTRA discriminator: per token, the probability it was replaced.
+
+    The discriminator scores every token: sigmoid(logit) is its probability that the token is not the
+    original (above 0.5: "replaced"). --replace POS=WORD swaps a word first so you can watch it catch the
+    swap; POS counts words from 1 as the tokenizer splits them (punctuation is a word; the "word" column of
+    a plain run shows the numbers). Swapped tokens are marked.
+    """
+    apply_output(fmt, quiet)
+    fmt_resolved = output.resolve_format()
+    from bertcli.detect import load_detector, parse_replacement
+
+    swaps = [parse_replacement(spec) for spec in replace or []]
+    resolved = resolve(model)
+    lines = require_nonempty(iter_lines(texts, file))
+    if swaps:
+        lines = list(islice(lines, 2))
+        if len(lines) != 1:
+            raise UsageError("--replace goes with exactly one TEXT (word positions differ from text to text)")
+    detector = load_detector(resolved, device=device)
+
+    def records():
+        for n, line in enumerate(lines, start=1):
+            result = detector.detect(line.text, swaps)
+            if result.truncated:
+                output.warn(f"text {n}: {result.truncated} token(s) past the model's maximum of "
+                            f"{detector.max_length} were left out")
+            rec = result.as_record()
+            rec["line"] = n
+            yield rec
+
+    output.emit(records(), table=_table, table_batch=1, fmt=fmt_resolved, tsv_rows=_tsv_rows,
+                tsv_columns=["line", "position", "token", "id", "word", "special", "swapped", "probability"])
+
+
+def _tsv_rows(rec: dict):
+    for tok in rec["tokens"]:
+        yield {"line": rec["line"], **tok}
+
+
+def heat_style(p: float) -> str:
+    """A background from green (surely original) through yellow to red (surely replaced)."""
+    red = round(min(1.0, 2 * p) * 220)
+    green = round(min(1.0, 2 * (1 - p)) * 200)
+    return f"black on rgb({red},{green},60)"
+
+
+def _bar(p: float, width: int = 20) -> str:
+    full = round(p * width)
+    return "█" * full + "·" * (width - full)
+
+
+def _table(records: list[dict]):
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts = []
+    for rec in records:
+        if rec.get("original") is not None:
+            swaps = ", ".join(f"{r['word']}: {r['old']!r} → {r['new']!r}" for r in rec["replacements"])
+            parts.append(Text(f"original: {rec['original']}   swapped {swaps}", style="dim"))
+        heat = Text()
+        for tok in rec["tokens"]:
+            if tok["special"]:
+                continue
+            heat.append(" ")
+            heat.append(tok["token"], style=heat_style(tok["probability"]) + (" underline" if tok["swapped"] else ""))
+        heat.append("    p(replaced): ", style="dim")
+        for label, p in (("0", 0.0), ("0.5", 0.5), ("1", 1.0)):
+            heat.append(f" {label} ", style=heat_style(p))
+        parts.append(heat)
+        table = Table(show_edge=False, header_style="bold", pad_edge=False)
+        for name, justify in (("#", "right"), ("token", "left"), ("word", "right"), ("p(replaced)", "right"),
+                              ("", "left"), ("verdict", "left")):
+            table.add_column(name, justify=justify, no_wrap=True)
+        for tok in rec["tokens"]:
+            p = tok["probability"]
+            verdict = "replaced" if tok["predicted_replaced"] else "original"
+            if tok["swapped"]:
+                verdict += "  ← swapped"
+            table.add_row(str(tok["position"]), tok["token"], "" if tok["word"] is None else str(tok["word"]),
+                          Text(f"{p:.3f}", style=heat_style(p)), Text(_bar(p), style="red" if p > 0.5 else "green"),
+                          verdict, style="dim" if tok["special"] else ("bold" if tok["swapped"] else None))
+        parts += [table, ""]
+    return Group(*parts)
