@@ -136,7 +136,7 @@ def cache_problems(cache_dir=None) -> list[str]:
     for warning in getattr(info, "warnings", []) if info is not None else []:
         text = str(warning)
         if "Snapshots dir doesn't exist" in text:
-            text = f"{text.rsplit(': ', 1)[-1]}: nothing downloaded (an interrupted or refused first download)"
+            continue  # a refused or interrupted first download: refs only, nothing to show or fix
         lines.append(text)
     return lines
 

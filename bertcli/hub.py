@@ -417,6 +417,24 @@ def cached_listing(repo_id: str, *, revision: str | None, cache_dir: Path,
     return _entries_from_files(tree)
 
 
+def _remember_tree(repo_id: str, commit: str, tree: list, cache: Path, local: Path | None) -> None:
+    """Hand the listing to huggingface_hub's tree cache, exactly as snapshot_download stores it, so that the
+    download that follows does not list the repo a second time. Best effort: private API, skipped if it moved."""
+    try:
+        from huggingface_hub._tree_cache import TreeCacheEntry, tree_cache_folder_for_local_dir, write_tree_cache
+        from huggingface_hub.hf_api import RepoFile
+    except ImportError:
+        return
+    folder = tree_cache_folder_for_local_dir(str(local)) if local is not None else str(cache / _repo_folder(repo_id))
+    entries = {
+        f.path: TreeCacheEntry(size=f.size, blob_id=f.blob_id, lfs_sha256=f.lfs.sha256 if f.lfs else None,
+                               lfs_size=f.lfs.size if f.lfs else None, xet_hash=f.xet_hash)
+        for f in tree if isinstance(f, RepoFile)
+    }
+    with contextlib.suppress(Exception):
+        write_tree_cache(folder, commit, entries)
+
+
 def _is_cached(repo_id: str, path: str, *, commit: str, cache_dir: Path, local_dir: Path | None) -> bool:
     if local_dir is not None:
         return (local_dir / path).is_file()
@@ -506,8 +524,9 @@ def download(
             rev = api.resolve_revision(repo_id, revision=revision, cache_dir=cache, token=token)
             listing = cached_listing(repo_id, revision=rev.resolved, cache_dir=cache, local_dir=local)
             if listing is None:
-                listing = _entries_from_files(api.list_repo_tree(repo_id, recursive=True, revision=rev.resolved,
-                                                                 token=token))
+                tree = list(api.list_repo_tree(repo_id, recursive=True, revision=rev.resolved, token=token))
+                _remember_tree(repo_id, rev.resolved, tree, cache, local)
+                listing = _entries_from_files(tree)
     except Exception as exc:  # noqa: BLE001 - mapped to one clear error
         raise _map_error(exc, repo_id, revision) from exc
     sizes = {e.path: e.size for e in listing}

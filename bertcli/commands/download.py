@@ -91,7 +91,7 @@ class RichDownloadProgress:
 
 def download(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="Alias (bert, albert, …) or hub id org/name[@rev].", show_default=False)],
-    files: Annotated[list[str] | None, typer.Argument(metavar="[FILES]...", help="Only these files (paths in the repo).", show_default=False)] = None,
+    files: Annotated[list[str] | None, typer.Argument(metavar="FILES", help="Only these files (paths in the repo).", show_default=False)] = None,
     revision: RevisionOpt = None,
     include: Annotated[list[str] | None, typer.Option("--include", help="Glob of files to fetch instead of the default selection (repeatable).", show_default=False)] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Glob of files to leave out (repeatable).", show_default=False)] = None,
