@@ -65,6 +65,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("config", "config", "config"),
     ("models", "models", "models"),
     ("qa", "qa", "qa"),
+    ("qa", "qa", "qa"),
     ("fill-mask", "fill_mask", "fill_mask"),
     ("detect", "detect", "detect"),
     ("attention", "attention", "attention"),
