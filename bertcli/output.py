@@ -20,6 +20,8 @@ import math
 import os
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +152,80 @@ def make_progress(*, total: float | None = None, unit: str = "items", transient:
         TimeRemainingColumn(),
     ]
     return Progress(*columns, console=err_console(), transient=transient)
+
+
+class DownloadProgressBar:
+    """Bytes, rate and files of a download on stderr: a Rich bar on a terminal, two plain lines otherwise.
+
+    Implements `bertcli.hub.DownloadProgress`; `download` uses it, and every other command installs it for the
+    downloads the resolver starts (`hub.set_progress_factory`), so all show the same progress.
+    """
+
+    def __init__(self) -> None:
+        self._progress = None
+        self._task = None
+        self._files = 0
+        self._total_files = 0
+        self._bytes = 0
+        self._started = 0.0
+        self._lock = threading.Lock()
+
+    def start(self, *, description: str, total_bytes: int, total_files: int) -> None:
+        self._total_files = total_files
+        self._started = time.perf_counter()
+        if total_bytes == 0:
+            return  # everything is cached: nothing to show
+        if progress_enabled():
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                TextColumn("{task.fields[files]}"), TimeRemainingColumn(),
+                console=err_console(), transient=True,
+            )
+            self._task = self._progress.add_task(description, total=total_bytes, files=f"0/{total_files} files")
+            self._progress.start()
+        else:
+            from bertcli.hub import format_bytes
+
+            info(f"downloading {description}: {total_files} files, {format_bytes(total_bytes)}")
+
+    def advance(self, nbytes: int) -> None:
+        with self._lock:
+            self._bytes += nbytes
+        if self._progress is not None:
+            self._progress.advance(self._task, nbytes)
+
+    def file_done(self) -> None:
+        with self._lock:
+            self._files += 1
+            files = self._files
+        if self._progress is not None:
+            self._progress.update(self._task, files=f"{files}/{self._total_files} files")
+
+    def notice(self, message: str) -> None:
+        if self._progress is not None and not settings.quiet:
+            self._progress.console.print(message, markup=False, highlight=False)
+        else:
+            info(message)
+
+    def finish(self, *, ok: bool) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if ok and self._bytes:
+            from bertcli.hub import format_bytes
+
+            seconds = max(time.perf_counter() - self._started, 1e-6)
+            info(f"fetched {format_bytes(self._bytes)} in {seconds:.1f}s "
+                        f"({format_bytes(int(self._bytes / seconds))}/s)")
 
 
 # ---------------------------------------------------------------------------------------------------------

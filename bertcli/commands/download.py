@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Annotated
 
 import typer
@@ -20,73 +18,6 @@ EXAMPLES = examples(
     "bertcli download bert --local-dir ./BertModel",
     "bertcli embed -m \"$(bertcli download albert -q)\" \"Beijing is a beautiful city\"",
 )
-
-
-class RichDownloadProgress:
-    """Bytes, rate and files of a download on stderr: a Rich bar on a terminal, two plain lines otherwise."""
-
-    def __init__(self) -> None:
-        self._progress = None
-        self._task = None
-        self._files = 0
-        self._total_files = 0
-        self._bytes = 0
-        self._started = 0.0
-        self._lock = threading.Lock()
-
-    def start(self, *, description: str, total_bytes: int, total_files: int) -> None:
-        self._total_files = total_files
-        self._started = time.perf_counter()
-        if total_bytes == 0:
-            return  # everything is cached: nothing to show
-        if output.progress_enabled():
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                TextColumn("{task.fields[files]}"), TimeRemainingColumn(),
-                console=output.err_console(), transient=True,
-            )
-            self._task = self._progress.add_task(description, total=total_bytes, files=f"0/{total_files} files")
-            self._progress.start()
-        else:
-            output.info(f"downloading {description}: {total_files} files, {format_bytes(total_bytes)}")
-
-    def advance(self, nbytes: int) -> None:
-        with self._lock:
-            self._bytes += nbytes
-        if self._progress is not None:
-            self._progress.advance(self._task, nbytes)
-
-    def file_done(self) -> None:
-        with self._lock:
-            self._files += 1
-            files = self._files
-        if self._progress is not None:
-            self._progress.update(self._task, files=f"{files}/{self._total_files} files")
-
-    def notice(self, message: str) -> None:
-        if self._progress is not None and not output.settings.quiet:
-            self._progress.console.print(message, markup=False, highlight=False)
-        else:
-            output.info(message)
-
-    def finish(self, *, ok: bool) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-        if ok and self._bytes:
-            seconds = max(time.perf_counter() - self._started, 1e-6)
-            output.info(f"fetched {format_bytes(self._bytes)} in {seconds:.1f}s "
-                        f"({format_bytes(int(self._bytes / seconds))}/s)")
-
 
 
 def download(
@@ -121,7 +52,7 @@ def download(
     allowed = ("auto", "path", "table", "json", "jsonl", "tsv")
     if fmt_resolved not in allowed:
         raise UsageError(f"unknown --format {fmt_resolved!r}; choose one of: {', '.join(allowed)}")
-    progress = hub.SilentProgress() if dry_run else RichDownloadProgress()
+    progress = hub.SilentProgress() if dry_run else output.DownloadProgressBar()
     result = hub.download(
         repo_id, revision=revision or rev_in_ref, files=files or None, include=include or None,
         exclude=exclude or None, allow_pickle=allow_pickle, cache_dir=run_settings.cache_dir, local_dir=local_dir,
