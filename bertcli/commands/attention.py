@@ -87,10 +87,12 @@ def attention(
         output.emit(_tsv_rows(amap, top), fmt="tsv", tsv_columns=_tsv_columns(top))
         return
     record = as_record(amap, top=top)
+    # json is written compact, like jsonl: indented, a 512×512 matrix would take a quarter of a million lines
+    fmt_record = "jsonl" if fmt_resolved == "json" else fmt_resolved
     if top is not None:
-        output.emit_one(record, table=lambda rec: _top_view(rec, amap), fmt=fmt_resolved)
+        output.emit_one(record, table=lambda rec: _top_view(rec, amap), fmt=fmt_record)
     else:
-        output.emit_one(record, table=lambda rec: _heatmap(amap, scale=scale, cells=cells), fmt=fmt_resolved)
+        output.emit_one(record, table=lambda rec: _heatmap(amap, scale=scale, cells=cells), fmt=fmt_record)
 
 
 def _read_text(text: str | None, file: Path | None) -> str:
@@ -161,9 +163,10 @@ def _color(level: float) -> tuple[int, int, int]:
 
 
 def _label(token: str, width: int) -> str:
-    """``token`` cut to ``width`` terminal cells (CJK characters take two)."""
-    from rich.cells import cell_len, set_cell_size
+    """``token`` cut to ``width`` terminal cells (CJK characters take two; a lone combining mark becomes ·)."""
+    from rich.cells import cell_len, get_character_cell_size, set_cell_size
 
+    token = "".join(c if get_character_cell_size(c) else "·" for c in token)
     return token if cell_len(token) <= width else set_cell_size(token, width - 1) + "…"
 
 

@@ -87,7 +87,7 @@ def _table(records: list[dict]):
             header.append(f"   ({len(rec['masks'])} masks, each predicted on its own)", style="dim")
         parts.append(header)
         table = Table(show_edge=False, header_style="bold", pad_edge=False)
-        table.add_column("mask", justify="right")
+        table.add_column("mask @pos", justify="right")
         table.add_column("#", justify="right")
         table.add_column("word")
         table.add_column("token", style="dim")

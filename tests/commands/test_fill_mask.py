@@ -94,7 +94,7 @@ def test_table_shows_filled_sentence(inproc, tiny_albert, capsys):
     inproc("It was a [MASK] day.", "[MASK] and [MASK]", model=str(tiny_albert), top_k=2, fmt="table")
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("It was a ") and out[0].endswith(" day.")
-    assert out[1].split() == ["mask", "┃", "#", "┃", "word", "┃", "token", "┃", "score", "┃"]
+    assert out[1].split() == ["mask", "@pos", "┃", "#", "┃", "word", "┃", "token", "┃", "score", "┃"]
     assert out[3].split()[:4] == ["1", "@4", "│", "1"]
     second = next(line for line in out[5:] if line and line[0] not in " ━─│" and "┃" not in line)
     assert second.endswith("(2 masks, each predicted on its own)")
