@@ -124,7 +124,7 @@ class AttentionReader:
     """A loaded encoder (eager attention) plus its tokenizer; `read` gives one layer/head's map for a text."""
 
     def __init__(self, loaded, tok):
-        from bertcli.fillmask import max_tokens
+        from bertcli.runner import max_tokens
 
         self.loaded = loaded
         self.tok = tok
@@ -141,7 +141,7 @@ class AttentionReader:
         """The attention of ``layer`` (one head, or the mean of all heads) over ``text``'s tokens."""
         import torch
 
-        from bertcli.fillmask import batch_inputs
+        from bertcli.runner import batch_inputs
 
         layer_index, head_index = self.check(layer, head)
         enc = self.tok.encode_batch([text])[0]

@@ -135,7 +135,7 @@ class Detector:
     """A loaded ELECTRA discriminator plus its tokenizer; call `detect` on texts."""
 
     def __init__(self, loaded, tok):
-        from bertcli.fillmask import max_tokens
+        from bertcli.runner import max_tokens
 
         self.loaded = loaded
         self.tok = tok
@@ -145,7 +145,7 @@ class Detector:
         """Swap the given words (if any), then score every token of the text."""
         import torch
 
-        from bertcli.fillmask import batch_inputs
+        from bertcli.runner import batch_inputs
 
         original = None
         done: list[Replacement] = []

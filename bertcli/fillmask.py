@@ -17,6 +17,7 @@ from typing import Any
 
 from bertcli.errors import BadInputError, ModelFileError, UsageError
 from bertcli.resolve import ResolvedModel
+from bertcli.runner import batch_inputs, max_tokens
 
 #: What users may type for a mask, whatever the model's own mask token is.
 MASK_MARKERS = ("[MASK]", "<mask>")
@@ -172,37 +173,6 @@ def _splice(text: str, masks: list[MaskFill]) -> str:
         pos = mask.end
     pieces.append(text[pos:])
     return "".join(pieces)
-
-
-def max_tokens(config, tok) -> int | None:
-    """The most tokens the model takes: the tokenizer's limit, capped by the position embeddings."""
-    limit = tok.model_max_length
-    positions = getattr(config, "max_position_embeddings", None)
-    if isinstance(positions, int) and getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-        positions -= 2
-    if limit and positions:
-        return min(limit, positions)
-    return limit or positions
-
-
-def batch_inputs(encs, tok, *, device, with_types: bool | None = None) -> dict:
-    """Right-padded model inputs (input_ids, attention_mask, token_type_ids when the model uses them)."""
-    import torch
-
-    pad_id = tok.special_ids.get("pad_token", 0)
-    width = max(len(e.ids) for e in encs)
-    ids = torch.full((len(encs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(encs), width), dtype=torch.long)
-    types = torch.zeros((len(encs), width), dtype=torch.long)
-    for i, enc in enumerate(encs):
-        n = len(enc.ids)
-        ids[i, :n] = torch.tensor(enc.ids)
-        mask[i, :n] = 1
-        types[i, :n] = torch.tensor(enc.type_ids)
-    batch = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-    if tok.uses_token_types if with_types is None else with_types:
-        batch["token_type_ids"] = types.to(device)
-    return batch
 
 
 def load_fill_masker(resolved: ResolvedModel, *, device: str = "cpu", batch_size: int = DEFAULT_BATCH) -> FillMasker:

@@ -101,9 +101,13 @@ def err_console():
 
 
 def info(message: str) -> None:
-    """A progress/status message on stderr, silenced by ``-q``."""
-    if not settings.quiet:
+    """A progress/status message on stderr, silenced by ``-q`` (plain, unwrapped text when not a terminal)."""
+    if settings.quiet:
+        return
+    if stderr_is_terminal():
         err_console().print(message, markup=False, highlight=False)
+    else:
+        _plain_stderr(message)
 
 
 def warn(message: str) -> None:
@@ -383,6 +387,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
         os.replace(tmp, target)
     except OSError as exc:
         _silent_unlink(tmp)
@@ -390,6 +395,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         _silent_unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _silent_unlink(path: str) -> None:

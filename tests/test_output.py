@@ -57,3 +57,15 @@ def test_atomic_write_missing_folder(tmp_path):
     with pytest.raises(OutputError, match="does not exist"):
         with output.atomic_write(tmp_path / "nope" / "x.npy"):
             pass
+
+
+def test_atomic_write_respects_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        with output.atomic_write(tmp_path / "f.txt") as fh:
+            fh.write(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
