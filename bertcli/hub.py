@@ -139,19 +139,8 @@ class TextProgress(SilentProgress):
                         f"({format_bytes(int(self.bytes / seconds))}/s)")
 
 
-_progress_factory: Callable[[], DownloadProgress] | None = None
-
-
-def set_progress_factory(factory: Callable[[], DownloadProgress] | None) -> None:
-    """Install the progress report for downloads started without one (the resolver's), e.g. a Rich bar."""
-    global _progress_factory
-    _progress_factory = factory
-
-
 def default_progress(notify: Callable[[str], None] | None = None) -> DownloadProgress:
-    """The installed progress factory's report; else plain lines through ``notify``; else nothing."""
-    if _progress_factory:
-        return _progress_factory()
+    """Plain lines through ``notify`` when given, else nothing."""
     return TextProgress(notify) if notify else SilentProgress()
 
 
@@ -618,7 +607,7 @@ def download_for_run(repo_id: str, *, revision: str | None = None, cache_dir=Non
 
     The same code as `bertcli download` with the default selection, except that a repo with only pickle
     weights gets its config and tokenizer but no weights (commands that need weights then say so).
-    Progress: ``progress``, else the installed factory's, else plain lines through ``notify`` (stderr).
+    Progress: ``progress`` (the CLI passes its Rich bar), else plain lines through ``notify``.
     """
     return download(repo_id, revision=revision, cache_dir=cache_dir, token=token, pickle_only="skip",
                     progress=progress or default_progress(notify), lock_timeout=lock_timeout).path

@@ -161,8 +161,8 @@ def make_progress(*, total: float | None = None, unit: str = "items", transient:
 class DownloadProgressBar:
     """Bytes, rate and files of a download on stderr: a Rich bar on a terminal, two plain lines otherwise.
 
-    Implements `bertcli.hub.DownloadProgress`; `download` uses it, and every other command installs it for the
-    downloads the resolver starts (`hub.set_progress_factory`), so all show the same progress.
+    Implements `bertcli.hub.DownloadProgress`; `download` uses it, and every other command passes it to the
+    resolver (`commands._common.resolve`), so a model fetched on first use shows the same progress.
     """
 
     def __init__(self) -> None:

@@ -241,11 +241,13 @@ def resolve_model(
     token: str | bool | None = None,
     download: bool = True,
     on_download=None,
+    progress=None,
 ) -> ResolvedModel:
     """Resolve a model reference to files on disk (see the module docstring for the forms accepted).
 
     A hub model missing from the cache is downloaded through huggingface_hub unless offline; offline, the
-    error names the exact command to run.
+    error names the exact command to run. ``on_download`` receives one-line notices; ``progress`` (a
+    `bertcli.hub.DownloadProgress`) reports the transfer.
     """
     if ref is None or not str(ref).strip():
         raise UsageError("no model given: pass --model/-m (or set BERTCLI_MODEL)", hint=f"aliases: {', '.join(ALIASES)}")
@@ -261,7 +263,8 @@ def resolve_model(
     revision = revision or rev_in_ref
     repo_id, alias = canonical_repo_id(name)
     return _resolve_hub(ref, repo_id, alias, revision=revision, cache_dir=cache_dir, offline=offline,
-                        token=token, download=download, on_download=on_download)
+                        token=token, download=download, on_download=on_download,
+                        progress=progress)
 
 
 def _list_files(folder: Path) -> list[str]:
@@ -319,7 +322,8 @@ def lookup_cached_snapshot(repo_id: str, *, revision: str | None = None, cache_d
     return hub.cached_snapshot(repo_id, revision=revision, cache_dir=cache_dir)
 
 
-def _resolve_hub(ref, repo_id, alias, *, revision, cache_dir, offline, token, download, on_download) -> ResolvedModel:
+def _resolve_hub(ref, repo_id, alias, *, revision, cache_dir, offline, token, download, on_download,
+                 progress=None) -> ResolvedModel:
     folder = lookup_cached_snapshot(repo_id, revision=revision, cache_dir=cache_dir)
     if folder is None and (is_offline(offline) or not download):
         from bertcli import hub
@@ -342,7 +346,7 @@ def _resolve_hub(ref, repo_id, alias, *, revision, cache_dir, offline, token, do
         if on_download:
             on_download(f"{repo_id} is not cached: downloading it into {hub_cache_dir(cache_dir)}")
         folder = hub.download_for_run(repo_id, revision=revision, cache_dir=cache_dir, token=token,
-                                     notify=on_download)
+                                     progress=progress, notify=on_download)
     commit = folder.name if len(folder.name) == 40 else None
     files = _list_files(folder)
     if not files:

@@ -32,12 +32,10 @@ def apply_output(fmt: str | None = None, quiet: bool = False) -> None:
 
 def resolve(ref: str | None, *, revision: str | None = None) -> ResolvedModel:
     """Resolve a model with the run's global settings (cache dir, offline); downloads are announced on stderr."""
-    from bertcli import hub
     from bertcli.cli import run_settings
 
-    hub.set_progress_factory(output.DownloadProgressBar)
     return resolve_model(ref, revision=revision, cache_dir=run_settings.cache_dir, offline=run_settings.offline,
-                         token=run_settings.token, on_download=output.info)
+                         token=run_settings.token, on_download=output.info, progress=output.DownloadProgressBar())
 
 
 def examples(*lines: str) -> str:
