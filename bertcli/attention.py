@@ -144,11 +144,7 @@ class AttentionReader:
         from bertcli.runner import batch_inputs
 
         layer_index, head_index = self.check(layer, head)
-        enc = self.tok.encode_batch([text])[0]
-        truncated = 0
-        if self.max_length and len(enc.ids) > self.max_length:
-            truncated = len(enc.ids) - self.max_length
-            enc = self.tok.encode_batch([text], max_length=self.max_length)[0]
+        enc, truncated = self.tok.encode_capped(text, self.max_length)
         batch = batch_inputs([enc], self.tok, device=self.loaded.device)
         with torch.inference_mode():
             out = self.loaded.model(**batch, output_attentions=True)

@@ -152,11 +152,7 @@ class Detector:
         if replacements:
             original = text
             text, done = apply_replacements(self.tok, text, replacements)
-        enc = self.tok.encode_batch([text])[0]
-        truncated = 0
-        if self.max_length and len(enc.ids) > self.max_length:
-            truncated = len(enc.ids) - self.max_length
-            enc = self.tok.encode_batch([text], max_length=self.max_length)[0]
+        enc, truncated = self.tok.encode_capped(text, self.max_length)
         batch = batch_inputs([enc], self.tok, device=self.loaded.device)
         with torch.inference_mode():
             logits = self.loaded.model(**batch).logits[0].float()

@@ -148,6 +148,13 @@ class LoadedTokenizer:
         inputs: Iterable = list(zip(texts, pairs)) if pairs is not None else list(texts)
         return tok.encode_batch(inputs, add_special_tokens=add_special_tokens)
 
+    def encode_capped(self, text: str, max_length: int | None):
+        """One text encoded whole, or cut to ``max_length`` tokens: (encoding, how many tokens were cut)."""
+        enc = self.encode_batch([text])[0]
+        if max_length and len(enc.ids) > max_length:
+            return self.encode_batch([text], max_length=max_length)[0], len(enc.ids) - max_length
+        return enc, 0
+
     def token_strings(self, encoding) -> list[str]:
         """The vocabulary token of each id (like transformers' convert_ids_to_tokens).
 
