@@ -1,0 +1,767 @@
+"""Corpus-scale embedding on Ray Data: shards planned on the driver, embedded by an actor pool, written atomically.
+
+The driver lists the input (a text, ``.jsonl`` or ``.parquet`` file, a folder or a glob of them, in sorted
+path order), counts its rows once and cuts it into shards of ``shard_rows`` consecutive rows (never across a
+file). Row ids are the 0-based row order over all inputs (or ``--id-column``). A shard is therefore a fixed id
+range, the same on every run, so a rerun knows exactly which shards are missing.
+
+The shards still to do go into a Ray Dataset (``ray.data.from_items``) mapped by ``map_batches`` over an actor
+pool: each actor loads the model once (a callable class), then for each shard reads its rows (by byte range for
+text/jsonl, by row groups for parquet), embeds them with token-budget batches exactly as the local path does
+(`bertcli.embed.Embedder`), and writes ``part-NNNNN.parquet`` under a temporary name, renamed into place when
+complete. The model is resolved once on the driver and the resolved model handed to the actors.
+
+Output: ``part-NNNNN.parquet`` (columns ``id``, optional ``text``, ``vector`` as ``fixed_size_list<float32>``)
+plus ``manifest.json``. Reading the shards in name order gives the rows in input order. Bad rows (empty, not
+UTF-8, not a JSON object with the text column, or longer than the limit with ``on_long="error"``) are left out,
+counted, and listed by id in the manifest and in each shard's footer. ``run.json`` pins the settings of the
+run so that a rerun into the same folder with other settings is refused instead of mixing vectors.
+
+Ray, pyarrow and the model libraries are imported inside functions: importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bertcli.errors import BadInputError, BertcliError, MissingDependencyError, OutputError, UsageError
+
+INSTALL_HINT = "pip install 'bertcli[ray]'"
+DEFAULT_SHARD_ROWS = 10_000
+SHARD_PATTERN = "part-{:05d}.parquet"
+MANIFEST_FILE = "manifest.json"
+RUN_FILE = "run.json"
+META_KEY = b"bertcli"
+READ_CHUNK = 1 << 22  # bytes read at a time when counting lines
+TEXT_SUFFIXES = (".txt", ".text", ".tsv", ".csv", ".md")
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+#: tests only: the driver stops (raises `InjectedFault`) once this many shards have been written
+FAULT_ENV = "BERTCLI_RAY_FAULT_AFTER_SHARDS"
+#: tests only: "SHARD:MARKER" makes the worker process die (os._exit) the first time it starts SHARD
+CRASH_ENV = "BERTCLI_RAY_CRASH_ONCE"
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the driver when the test hook FAULT_ENV asks it to stop part-way."""
+
+
+class RayEngineError(BertcliError):
+    """A Ray run failed (cluster unreachable, a worker failed beyond its retries)."""
+
+    exit_code = 1
+
+
+def require_ray():
+    """Import ray and ray.data, or say which extra to install."""
+    try:
+        import pyarrow  # noqa: F401
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError("--engine ray needs Ray Data and pyarrow, which are not installed",
+                                     hint=INSTALL_HINT) from exc
+    return ray
+
+
+# ---------------------------------------------------------------------------------------------------------
+# input and the shard plan
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: str
+    kind: str  # text | jsonl | parquet
+    rows: int
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Rows [start, stop) of one input file; ids first_id … first_id + stop - start - 1."""
+
+    index: int
+    file: int
+    start: int
+    stop: int
+    first_id: int
+    byte_start: int | None = None
+    byte_stop: int | None = None
+
+    @property
+    def name(self) -> str:
+        return SHARD_PATTERN.format(self.index)
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+
+def input_kind(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    if suffix in JSONL_SUFFIXES:
+        return "jsonl"
+    return "text"
+
+
+def find_inputs(source: str | Path) -> list[Path]:
+    """A file, a folder (its text/jsonl/parquet files, recursively) or a glob → sorted list of files."""
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        wanted = TEXT_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXES
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in wanted
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not files:
+            raise BadInputError(f"{path} holds no .txt, .jsonl or .parquet files")
+        return files
+    if any(c in text for c in "*?["):
+        files = sorted(Path(p) for p in globlib.glob(os.path.expanduser(text), recursive=True) if Path(p).is_file())
+        if not files:
+            raise BadInputError(f"no files match {text}")
+        return files
+    raise BadInputError(f"no such file or folder: {text}")
+
+
+def plan_shards(paths: list[Path], shard_rows: int = DEFAULT_SHARD_ROWS) -> tuple[list[InputFile], list[Shard]]:
+    """Count rows and cut every file into shards of at most ``shard_rows`` rows (one read of text files)."""
+    if shard_rows < 1:
+        raise UsageError("--shard-rows must be at least 1")
+    files: list[InputFile] = []
+    shards: list[Shard] = []
+    next_id = 0
+    for number, path in enumerate(paths):
+        kind = input_kind(path)
+        st = path.stat()
+        if kind == "parquet":
+            rows = _parquet_rows(path)
+            bounds = [(s, min(s + shard_rows, rows), None, None) for s in range(0, rows, shard_rows)]
+        else:
+            rows, offsets = _line_offsets(path, shard_rows)
+            bounds = [(s, min(s + shard_rows, rows), offsets[i], offsets[i + 1])
+                      for i, s in enumerate(range(0, rows, shard_rows))]
+        files.append(InputFile(str(path), kind, rows, st.st_size, st.st_mtime_ns))
+        for start, stop, b0, b1 in bounds:
+            shards.append(Shard(len(shards), number, start, stop, next_id + start, b0, b1))
+        next_id += rows
+    return files, shards
+
+
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception as exc:  # noqa: BLE001 - any parquet failure: one clear line
+        raise BadInputError(f"{path}: not a readable Parquet file ({exc})") from exc
+
+
+def _line_offsets(path: Path, every: int) -> tuple[int, list[int]]:
+    """(line count, byte offsets of lines 0, every, 2·every, … and of the end of the file)."""
+    offsets = [0]
+    rows = 0
+    pos = 0
+    last = b"\n"
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(READ_CHUNK):
+                n = chunk.count(b"\n")
+                if (rows % every) + n >= every:  # a shard boundary falls in this chunk: find it
+                    start = 0
+                    while True:
+                        cut = chunk.find(b"\n", start)
+                        if cut < 0:
+                            break
+                        rows += 1
+                        start = cut + 1
+                        if rows % every == 0:
+                            offsets.append(pos + start)
+                else:
+                    rows += n
+                pos += len(chunk)
+                last = chunk[-1:]
+    except OSError as exc:
+        raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if last != b"\n":
+        rows += 1  # a last line without a newline
+    if offsets[-1] != pos:
+        offsets.append(pos)  # the end of the last, shorter shard
+    return rows, offsets
+
+
+# ---------------------------------------------------------------------------------------------------------
+# reading one shard's rows (in the worker)
+
+
+def read_shard_rows(file: InputFile, shard: Shard, *, text_column: str = "text",
+                    id_column: str | None = None) -> list[tuple[Any, str | None, str | None]]:
+    """[(id, text or None, reason it is bad or None)] for the shard's rows, in order."""
+    if file.kind == "parquet":
+        return _parquet_rows_of(file, shard, text_column, id_column)
+    with open(file.path, "rb") as handle:
+        handle.seek(shard.byte_start)
+        data = handle.read(shard.byte_stop - shard.byte_start)
+    lines = data.split(b"\n")
+    if data.endswith(b"\n"):
+        lines.pop()
+    if len(lines) != shard.rows:
+        raise BadInputError(f"{file.path} changed while being read (shard {shard.index}: "
+                            f"{len(lines)} lines where {shard.rows} were counted)")
+    out = []
+    for offset, raw in enumerate(lines):
+        row_id = shard.first_id + offset
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            out.append((row_id, None, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"))
+            continue
+        if shard.start + offset == 0 and text.startswith("\ufeff"):
+            text = text[1:]
+        if file.kind == "jsonl":
+            out.append(_json_row(row_id, text, text_column, id_column))
+        else:
+            out.append((row_id, text, None if text.strip() else "empty"))
+    return out
+
+
+def _json_row(row_id: int, line: str, text_column: str, id_column: str | None):
+    if not line.strip():
+        return (row_id if id_column is None else str(row_id), None, "empty")
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        return (row_id if id_column is None else str(row_id), None, f"not JSON ({exc.msg})")
+    if not isinstance(record, dict):
+        return (row_id if id_column is None else str(row_id), None, "not a JSON object")
+    rid: Any = row_id
+    if id_column is not None:
+        if record.get(id_column) is None:
+            return (str(row_id), None, f"no {id_column!r} field")
+        rid = str(record[id_column])
+    text = record.get(text_column)
+    if not isinstance(text, str):
+        return (rid, None, f"no text in {text_column!r}" if text is None else f"{text_column!r} is not a string")
+    return (rid, text, None if text.strip() else "empty")
+
+
+def _parquet_rows_of(file: InputFile, shard: Shard, text_column: str, id_column: str | None):
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(file.path)
+    columns = [text_column] + ([id_column] if id_column else [])
+    missing = [c for c in columns if c not in pf.schema_arrow.names]
+    if missing:
+        raise BadInputError(f"{file.path} has no column {missing[0]!r} (columns: {', '.join(pf.schema_arrow.names)})")
+    groups, first_row, row = [], None, 0
+    for g in range(pf.metadata.num_row_groups):
+        n = pf.metadata.row_group(g).num_rows
+        if row + n > shard.start and row < shard.stop:
+            groups.append(g)
+            first_row = row if first_row is None else first_row
+        row += n
+    table = pf.read_row_groups(groups, columns=columns).slice(shard.start - (first_row or 0), shard.rows)
+    texts = table.column(text_column).to_pylist()
+    ids = table.column(id_column).to_pylist() if id_column else None
+    out = []
+    for offset, text in enumerate(texts):
+        rid: Any = shard.first_id + offset
+        if ids is not None:
+            if ids[offset] is None:
+                out.append((str(rid), None, f"no {id_column!r} value"))
+                continue
+            rid = str(ids[offset])
+        if not isinstance(text, str):
+            out.append((rid, None, "no text" if text is None else "text is not a string"))
+        else:
+            out.append((rid, text, None if text.strip() else "empty"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# settings, shard files, resume
+
+
+@dataclass
+class RaySettings:
+    """Everything that decides the vectors and the shard layout (pinned in run.json)."""
+
+    pooling: str | None = None
+    normalize: bool | None = None
+    layer: int | None = None
+    max_length: int | None = None
+    on_long: str = "truncate"
+    backend: str = "torch"
+    quantize: str | None = None
+    max_tokens: int | None = None
+    batch_size: int | None = None
+    keep_text: bool = False
+    text_column: str = "text"
+    id_column: str | None = None
+    shard_rows: int = DEFAULT_SHARD_ROWS
+
+
+def model_identity(resolved: Any) -> dict[str, Any]:
+    """What names the model's weights: the hub commit, else config.json's hash and the weight files' stats."""
+    if getattr(resolved, "commit", None):
+        return {"repo_id": resolved.repo_id, "commit": resolved.commit}
+    config = Path(resolved.path) / "config.json"
+    digest = hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None
+    weights = []
+    for name in sorted(resolved.weight_files()):
+        st = (Path(resolved.path) / name).stat()
+        weights.append([name, st.st_size, st.st_mtime_ns])
+    return {"path": str(resolved.path), "config_sha256": digest, "weights": weights}
+
+
+def fingerprint(resolved: Any, settings: RaySettings, files: list[InputFile], effective: dict) -> str:
+    blob = {"model": model_identity(resolved), "settings": asdict(settings), "effective": effective,
+            "inputs": [asdict(f) for f in files]}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def shard_footer(path: Path) -> dict | None:
+    """The bertcli metadata of a complete shard file; None when the file is absent, partial or foreign."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(path)
+        info = json.loads((meta.metadata or {}).get(META_KEY, b"null"))
+    except Exception:  # noqa: BLE001 - truncated, empty or not parquet: not done
+        return None
+    if not isinstance(info, dict) or info.get("rows") != meta.num_rows:
+        return None
+    return info
+
+
+def shard_done(folder: Path, shard: Shard, run_fingerprint: str) -> dict | None:
+    info = shard_footer(folder / shard.name)
+    if info is None or info.get("fingerprint") != run_fingerprint or info.get("shard") != shard.index:
+        return None
+    if info.get("first_id") != shard.first_id or info.get("input_rows") != shard.rows:
+        return None
+    return info
+
+
+def write_shard(folder: Path, shard: Shard, ids: list, texts: list[str] | None, vectors, info: dict) -> None:
+    """Write one shard under a temporary name and rename it into place once complete (fsync'd)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dim = int(info["dim"])
+    matrix = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, dim)
+    id_type = pa.string() if info.get("id_type") == "string" else pa.int64()
+    columns = {"id": pa.array(ids, type=id_type)}
+    if texts is not None:
+        columns["text"] = pa.array(texts, type=pa.string())
+    columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), type=pa.float32()), dim)
+    table = pa.table(columns).replace_schema_metadata({META_KEY: json.dumps(info).encode()})
+    fd, tmp = tempfile.mkstemp(prefix=f".{shard.name}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            pq.write_table(table, handle, compression="zstd")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, folder / shard.name)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _remove_stale_parts(folder: Path) -> int:
+    removed = 0
+    for p in folder.glob(".part-*.parquet.*.part"):
+        try:
+            p.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the worker
+
+
+class ShardWorker:
+    """One Ray actor: loads the model once, then embeds and writes whole shards (``map_batches`` callable)."""
+
+    def __init__(self, job: dict):
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from bertcli.embed import load_embedder
+
+        self.job = job
+        self.files = [InputFile(**f) for f in job["files"]]
+        self.folder = Path(job["output"])
+        s = RaySettings(**job["settings"])
+        self.settings = s
+        self.embedder = load_embedder(job["resolved"], **_embedder_kwargs(s, job["effective"], job["threads"]))
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np
+
+        summaries = []
+        for raw in batch["shard"]:
+            summaries.append(json.dumps(self.embed_shard(Shard(**json.loads(str(raw))))))
+        return {"summary": np.array(summaries, dtype=object)}
+
+    def embed_shard(self, shard: Shard) -> dict:
+        import numpy as np
+
+        _maybe_crash(shard)
+        started = time.perf_counter()
+        s = self.settings
+        rows = read_shard_rows(self.files[shard.file], shard, text_column=s.text_column, id_column=s.id_column)
+        good = [(rid, text) for rid, text, bad in rows if bad is None]
+        bad = [[rid, reason] for rid, _, reason in rows if reason is not None]
+        ids, texts, vectors, truncated = [], [], [], 0
+        for (rid, text), emb in zip(good, self.embedder.embed([t for _, t in good])):
+            if emb.truncated:
+                if s.on_long == "error":
+                    bad.append([rid, f"longer than {self.embedder.max_length} tokens"])
+                    continue
+                truncated += 1
+            ids.append(rid)
+            texts.append(text)
+            vectors.append(emb.vector)
+        bad.sort(key=lambda item: _sort_key(item[0]))
+        dim = self.embedder.dim
+        info = {
+            "shard": shard.index, "first_id": shard.first_id, "input_rows": shard.rows, "rows": len(ids),
+            "bad": bad, "truncated": truncated, "dim": dim, "fingerprint": self.job["fingerprint"],
+            "id_type": "string" if s.id_column else "int64",
+        }
+        matrix = np.stack(vectors) if vectors else np.zeros((0, dim), dtype=np.float32)
+        write_shard(self.folder, shard, ids, texts if s.keep_text else None, matrix, info)
+        return {"shard": shard.index, "rows": len(ids), "input_rows": shard.rows, "bad": len(bad),
+                "seconds": round(time.perf_counter() - started, 3), "pid": os.getpid()}
+
+
+def _sort_key(rid: Any):
+    return (0, rid, "") if isinstance(rid, int) else (1, 0, str(rid))
+
+
+def _maybe_crash(shard: Shard) -> None:
+    """Test hook (CRASH_ENV="SHARD:MARKER"): the first worker to start SHARD dies, as a killed process would."""
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    index, _, marker = spec.partition(":")
+    if int(index) == shard.index and marker and not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        os._exit(1)
+
+
+def _embedder_kwargs(s: RaySettings, effective: dict, threads: int) -> dict:
+    kwargs = dict(pooling=effective["pooling"], normalize=effective["normalize"], layer=s.layer,
+                  max_length=effective["max_length"], on_long="truncate", device="cpu", threads=threads,
+                  batch_size=s.batch_size)
+    if s.max_tokens is not None:
+        kwargs["max_tokens"] = s.max_tokens
+    if s.backend != "torch" or s.quantize:
+        kwargs["backend"] = s.backend
+        kwargs["quantize"] = s.quantize
+        kwargs["workers"] = effective.get("workers_per_node", 1)
+    return kwargs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the driver
+
+
+@dataclass
+class RayRun:
+    """What a run did (also written, with the model and settings, as manifest.json)."""
+
+    output: Path
+    rows: int
+    input_rows: int
+    shards: int
+    shards_done_before: int
+    shards_written: int
+    bad: list = field(default_factory=list)
+    truncated: int = 0
+    dim: int = 0
+    seconds: float = 0.0
+    manifest: dict = field(default_factory=dict)
+
+
+def start_ray(address: str | None, *, cpus: int) -> bool:
+    """Connect to ``address`` (``auto`` or ``ray://host:port``) or start a local runtime on 127.0.0.1.
+
+    Returns True when this call started (and so should stop) the runtime.
+    """
+    if address is None:
+        # A local runtime serves this machine only: bind loopback, never the host's interface address.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    import logging
+
+    # Ray's own notices (token-auth default, actor-restart advice from the C++ core) are not the user's business.
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    try:
+        if address is None:
+            ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, configure_logging=False,
+                     _node_ip_address="127.0.0.1")
+        else:
+            ray.init(address=address, logging_level=logging.ERROR, configure_logging=False)
+    except Exception as exc:  # noqa: BLE001 - connection errors come in many types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
+        raise RayEngineError(f"cannot start or join {where}: {first}") from exc
+    return True
+
+
+def _quiet_ray_data() -> None:
+    import logging
+
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    for attr in ("print_on_execution_start", "enable_operator_progress_bars"):
+        if hasattr(ctx, attr):
+            setattr(ctx, attr, False)
+    for name in ("ray", "ray.data", "ray.data._internal.execution.streaming_executor"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def run(
+    resolved: Any,
+    source: str | Path,
+    output_dir: str | Path,
+    settings: RaySettings,
+    *,
+    address: str | None = None,
+    workers: int = 2,
+    threads: int | None = None,
+    on_progress: Callable[[dict], None] | None = None,
+) -> RayRun:
+    """Embed ``source`` into ``output_dir`` with ``workers`` Ray actors; resumes a previous run of the same job."""
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if settings.on_long not in ("truncate", "error"):
+        raise UsageError(f"unknown --on-long {settings.on_long!r}: choose truncate or error")
+    if settings.pooling == "none":
+        raise UsageError("--engine ray writes one vector per row: --pooling none is for the local engine")
+    require_ray()
+    from bertcli.backends import check_backend, default_threads
+
+    settings.backend = check_backend(settings.backend, settings.quantize)
+    started = time.perf_counter()
+    out = Path(output_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"cannot write to {out}: it is a file, not a folder")
+    if not out.parent.is_dir():
+        raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
+    files, shards = plan_shards(find_inputs(source), settings.shard_rows)
+    total_rows = sum(f.rows for f in files)
+    if total_rows == 0:
+        raise BadInputError("empty input: no rows to embed")
+    threads = threads or (default_threads(workers) if address is None else 1)
+
+    # Resolve and load once on the driver: a model that cannot load fails here, in one line, before Ray
+    # starts; the same load fixes the effective pooling/normalize/limit and (onnx) makes the export once.
+    effective, dim, model_info = _check_model(resolved, settings, workers if address is None else 1)
+    run_fp = fingerprint(resolved, settings, files, {k: effective[k] for k in ("pooling", "normalize", "max_length")})
+    out.mkdir(exist_ok=True)
+    _pin_run(out, run_fp, resolved, settings, files)
+    _remove_stale_parts(out)
+    done = {s.index: info for s in shards if (info := shard_done(out, s, run_fp)) is not None}
+    todo = [s for s in shards if s.index not in done]
+    done_before = len(done)
+    rows_done = sum(info["input_rows"] for info in done.values())
+    fault_after = int(os.environ.get(FAULT_ENV, "0") or 0)
+    written = 0
+    if todo:
+        started_ray = start_ray(address, cpus=workers * threads)
+        try:
+            _quiet_ray_data()
+            written = _run_pool(resolved, files, todo, out, settings, effective, run_fp, workers, threads,
+                                total_rows, rows_done, started, on_progress, fault_after)
+        finally:
+            if started_ray:
+                import ray
+
+                ray.shutdown()
+    for s in shards:
+        if s.index not in done:
+            info = shard_done(out, s, run_fp)
+            if info is None:
+                raise RayEngineError(f"shard {s.name} was not written (rows {s.first_id}…{s.first_id + s.rows - 1}); "
+                                     "rerun the same command to resume")
+            done[s.index] = info
+    bad = [item for s in shards for item in done[s.index]["bad"]]
+    rows = sum(done[s.index]["rows"] for s in shards)
+    manifest = {
+        "model": resolved.display_name,
+        "repo_id": getattr(resolved, "repo_id", None),
+        "revision": getattr(resolved, "revision", None),
+        "commit": getattr(resolved, "commit", None),
+        **model_info,
+        "pooling": effective["pooling"],
+        "normalize": effective["normalize"],
+        "layer": settings.layer,
+        "max_length": effective["max_length"],
+        "backend": settings.backend,
+        "quantize": settings.quantize,
+        "dim": dim,
+        "dtype": "float32",
+        "rows": rows,
+        "input_rows": total_rows,
+        "bad_rows": len(bad),
+        "bad": [{"id": rid, "reason": reason} for rid, reason in bad],
+        "truncated": sum(done[s.index]["truncated"] for s in shards),
+        "inputs": [{"path": f.path, "kind": f.kind, "rows": f.rows} for f in files],
+        "order": "shards in name order, rows in input order within each shard (ids ascending when generated)",
+        "id": f"column {settings.id_column!r} (as strings)" if settings.id_column else "0-based row number over the inputs",
+        "shards": [{"file": s.name, "first_id": s.first_id, "input_rows": s.rows, "rows": done[s.index]["rows"],
+                    "bad": len(done[s.index]["bad"])} for s in shards],
+        "fingerprint": run_fp,
+    }
+    _write_json(out / MANIFEST_FILE, manifest)
+    return RayRun(output=out, rows=rows, input_rows=total_rows, shards=len(shards), shards_done_before=done_before,
+                  shards_written=written, bad=bad, truncated=manifest["truncated"], dim=dim,
+                  seconds=time.perf_counter() - started, manifest=manifest)
+
+
+def _check_model(resolved: Any, settings: RaySettings, workers_per_node: int) -> tuple[dict, int, dict]:
+    from bertcli.embed import load_embedder
+
+    effective = {"pooling": settings.pooling, "normalize": settings.normalize, "max_length": settings.max_length,
+                 "workers_per_node": workers_per_node}
+    embedder = load_embedder(resolved, **_embedder_kwargs(settings, effective, 1))
+    effective.update(pooling=embedder.pooling, normalize=embedder.normalize, max_length=embedder.max_length)
+    info = {"family": resolved.family, "layer_label": embedder.layer_label}
+    dim = embedder.dim
+    del embedder
+    return effective, dim, info
+
+
+def _pin_run(out: Path, run_fp: str, resolved: Any, settings: RaySettings, files: list[InputFile]) -> None:
+    """Write run.json, or refuse when the folder holds another run's shards."""
+    pin = out / RUN_FILE
+    if pin.is_file():
+        try:
+            old = json.loads(pin.read_text(encoding="utf-8")).get("fingerprint")
+        except ValueError:
+            old = None
+        if old == run_fp:
+            return
+        raise UsageError(f"{out} holds shards of another run (different model, settings or input files)",
+                         hint="choose a new --output folder, or remove this one to start over")
+    if any(out.glob("part-*.parquet")):
+        raise UsageError(f"{out} already holds part-*.parquet files that bertcli did not pin to a run",
+                         hint="choose a new --output folder")
+    _write_json(pin, {"fingerprint": run_fp, "model": resolved.display_name, "settings": asdict(settings),
+                      "inputs": [asdict(f) for f in files]})
+
+
+def _write_json(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _run_pool(resolved, files, todo, out, settings, effective, run_fp, workers, threads, total_rows, rows_done,
+              started, on_progress, fault_after) -> int:
+    import ray
+    import ray.data
+
+    job = {"resolved": resolved, "files": [asdict(f) for f in files], "output": str(out),
+           "settings": asdict(settings), "effective": effective, "threads": threads, "fingerprint": run_fp}
+
+    class _Worker(ShardWorker):  # the job travels inside the class: no constructor args in the object store
+        def __init__(self):
+            super().__init__(job)
+
+    _Worker.__name__ = _Worker.__qualname__ = "BertcliShardWorker"
+    items = [{"shard": json.dumps(asdict(s))} for s in todo]
+    ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        _Worker,
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=min(workers, len(items))),
+        num_cpus=threads,
+    )  # Ray Data's actor pool restarts a dead actor and retries its shard (writing a shard is idempotent)
+    written = 0
+    rows_now = rows_done
+    window_start = time.perf_counter()
+    try:
+        for row in ds.iter_rows():
+            summary = json.loads(row["summary"])
+            written += 1
+            rows_now += summary["input_rows"]
+            if on_progress is not None:
+                elapsed = max(time.perf_counter() - window_start, 1e-9)
+                rate = (rows_now - rows_done) / elapsed
+                on_progress({**summary, "rows_done": rows_now, "rows_total": total_rows, "rate": rate,
+                             "eta": (total_rows - rows_now) / rate if rate > 0 else None,
+                             "shards_written": written, "shards_todo": len(todo)})
+            if fault_after and written >= fault_after:
+                raise InjectedFault(f"test fault after {written} shard(s)")
+    except InjectedFault:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Ray wraps worker errors; surface the first clear line
+        inner = _find_bertcli_error(exc)
+        if inner is not None:
+            raise inner from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+        raise RayEngineError(f"a Ray worker failed: {first}",
+                             hint="rerun the same command to resume from the shards already written") from exc
+    return written
+
+
+def _find_bertcli_error(exc: BaseException) -> BertcliError | None:
+    seen = set()
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, BertcliError):
+            return e
+        stack += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+    return None
+
+
+def read_output(folder: str | Path):
+    """All shards of an output folder as one pyarrow Table, in shard (= input) order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths = sorted(Path(folder).glob("part-*.parquet"))
+    tables = [pq.read_table(p) for p in paths]
+    return pa.concat_tables(tables) if tables else None
