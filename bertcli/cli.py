@@ -64,7 +64,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("tokenize", "tokenize", "tokenize"),
     ("config", "config", "config"),
     ("models", "models", "models"),
-    ("qa", "qa", "qa"),
+    ("embed", "embed", "embed"),
     ("qa", "qa", "qa"),
     ("fill-mask", "fill_mask", "fill_mask"),
     ("detect", "detect", "detect"),

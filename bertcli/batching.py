@@ -1,0 +1,96 @@
+"""Token-budget batching: little padding, bounded memory, input order kept.
+
+Texts are read in windows of a fixed number of lines; inside a window they are sorted by token count (not
+characters) and cut into batches whose padded size (rows × longest row) stays within a token budget. Results
+are put back in input order before the window is handed on. Pure Python: no torch, no tokenizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEFAULT_MAX_TOKENS = 8192
+DEFAULT_WINDOW = 4096
+
+
+@dataclass(frozen=True)
+class TokenBudgetBatcher:
+    """Plan batches by token budget.
+
+    ``max_tokens`` bounds rows × longest row of a batch (the padded tensor); a single row longer than the
+    budget still gets a batch of its own. ``max_batch`` bounds the rows of a batch (None: no bound).
+    ``window`` is how many items are read, sorted and planned at a time. ``sort=False`` keeps input order
+    inside the window (batches are then consecutive runs).
+    """
+
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    max_batch: int | None = None
+    window: int = DEFAULT_WINDOW
+    sort: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        if self.max_batch is not None and self.max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        if self.window < 1:
+            raise ValueError("window must be at least 1")
+
+    def windows(self, items: Iterable[T]) -> Iterator[list[T]]:
+        """Consecutive lists of at most ``window`` items."""
+        iterator = iter(items)
+        while chunk := list(islice(iterator, self.window)):
+            yield chunk
+
+    def plan(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Batches of indices into ``lengths``: longest first when sorting, each within the budget."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if self.sort else range(len(lengths))
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0
+        for i in order:
+            length = max(int(lengths[i]), 1)
+            new_longest = max(longest, length)
+            full = self.max_batch is not None and len(current) >= self.max_batch
+            if current and (full or (len(current) + 1) * new_longest > self.max_tokens):
+                batches.append(current)
+                current, new_longest = [], length
+            current.append(i)
+            longest = new_longest
+        if current:
+            batches.append(current)
+        return batches
+
+    def run(
+        self,
+        items: Iterable[T],
+        length: Callable[[T], int],
+        process: Callable[[list[T]], Sequence[R]],
+    ) -> Iterator[R]:
+        """Apply ``process`` batch by batch and yield its results in input order, one window at a time."""
+        for chunk in self.windows(items):
+            yield from self.run_window(chunk, [length(x) for x in chunk], process)
+
+    def run_window(
+        self, chunk: Sequence[T], lengths: Sequence[int], process: Callable[[list[T]], Sequence[R]]
+    ) -> list[R]:
+        """One window: plan, process each batch, return the results in the window's order."""
+        results: list = [None] * len(chunk)
+        for batch in self.plan(lengths):
+            outputs = process([chunk[i] for i in batch])
+            if len(outputs) != len(batch):
+                raise ValueError(f"process returned {len(outputs)} results for a batch of {len(batch)}")
+            for i, out in zip(batch, outputs):
+                results[i] = out
+        return results
+
+
+def padded_tokens(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> int:
+    """Tokens the padded tensors hold in total (rows × longest row, summed): a measure of waste."""
+    return sum(len(b) * max((lengths[i] for i in b), default=0) for b in batches)

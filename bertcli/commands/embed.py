@@ -1,0 +1,365 @@
+"""`bertcli embed`: sentence or token vectors from any BERT-family encoder, streamed in input order."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bertcli import output
+from bertcli.commands._common import FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
+from bertcli.errors import BadInputError, UsageError
+
+EXAMPLES = examples(
+    'bertcli embed -m ./MiniLM "It was a great day" "What a lovely afternoon"',
+    "cat docs.txt | bertcli embed -m ./MiniLM -f npy -o docs.npy",
+    "bertcli embed -m bert --pooling cls --layer -2 --file lines.txt -f jsonl",
+    "bertcli embed -m roberta --pooling none 'I had a sudden epiphany'",
+    "bertcli embed -m ./MiniLM --similarity 'a cat' 'a kitten' 'a tax form'",
+)
+
+SUFFIX_FORMATS = {".npy": "npy", ".jsonl": "jsonl", ".json": "json", ".tsv": "tsv"}
+TABLE_BATCH = 256
+EDGE = 3  # values shown at each end of a vector in the table
+
+
+def embed(
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to embed (default: lines of --file or stdin).", show_default=False)] = None,
+    model: ModelOpt = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
+    pooling: Annotated[str | None, typer.Option("--pooling", "-p", help="cls | pooler | mean | max | none (one vector per token). Default: the folder's sentence-transformers pooling, else mean.", show_default=False)] = None,
+    layer: Annotated[int | None, typer.Option("--layer", help="Hidden layer to pool: 0 = embeddings, 1…L, negative counts from the end (-1 = last).", show_default=False)] = None,
+    normalize: Annotated[bool | None, typer.Option("--normalize/--no-normalize", help="L2-normalize vectors. Default: as the sentence-transformers folder says, else no.", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE atomically (format from -f or the suffix: .npy .jsonl .json .tsv).")] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="Output precision: float32 | float16.")] = "float32",
+    similarity: Annotated[bool, typer.Option("--similarity", help="Print the cosine similarity matrix of the inputs instead of vectors.")] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N | mps | auto.")] = "auto",
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch (default: torch's choice, the physical cores).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="At most N texts per batch (default: only the token budget bounds it).")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Token budget of a batch: texts × longest text, padding included (default: 1024 on cpu, 16384 on a GPU).", show_default=False)] = None,
+    max_length: Annotated[int | None, typer.Option("--max-length", min=2, help="Truncate texts to N tokens (default: the model's limit; 256 for sentence-transformers MiniLM).")] = None,
+    compute: Annotated[str, typer.Option("--compute", help="Matmul precision: float32 (exact) | bfloat16 | float16 (torch.autocast: ~1.7× faster on CPUs with AVX512-BF16/AMX, cosine ≥ 0.9999 to float32).")] = "float32",
+    on_long: Annotated[str, typer.Option("--on-long", help="Texts over the limit: truncate (one counted warning) | error.")] = "truncate",
+    fmt: FormatOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Embed texts: one vector per text (cls, pooler, mean or max pooling) or one per token.
+
+    Input streams from --file or stdin in constant memory; rows come out in input order. Empty lines are
+    embedded as the empty text (so row N is always line N) and counted in a warning. A sentence-transformers
+    folder (modules.json) gives exactly the vectors sentence-transformers gives.
+    """
+    apply_output(fmt, quiet)
+    if fmt is None and output.settings.format in (None, "auto") and out is not None:
+        inferred = SUFFIX_FORMATS.get(out.suffix.lower())
+        if inferred:
+            output.configure(format=inferred)
+    fmt_resolved = output.resolve_format(extras=("npy",))
+    if dtype not in ("float32", "float16"):
+        raise UsageError(f"unknown --dtype {dtype!r}: choose float32 or float16")
+    if on_long not in ("truncate", "error"):
+        raise UsageError(f"unknown --on-long {on_long!r}: choose truncate or error")
+    if pooling is not None and pooling not in ("cls", "pooler", "mean", "max", "none"):
+        raise UsageError(f"unknown --pooling {pooling!r}: choose one of cls, pooler, mean, max, none")
+    if similarity and pooling == "none":
+        raise UsageError("--similarity compares one vector per text; it does not go with --pooling none")
+    if fmt_resolved == "npy" and pooling == "none" and not similarity:
+        raise UsageError("--format npy writes one matrix with one row per text; --pooling none gives one per "
+                         "token (use -f jsonl)")
+    if fmt_resolved == "npy" and out is None and output.stdout_is_terminal():
+        raise UsageError("--format npy is binary: give -o FILE.npy or redirect stdout")
+    if out is not None and fmt_resolved == "table":
+        raise UsageError("-o writes json, jsonl, tsv or npy: choose one with -f or the file's suffix")
+    if out is not None:
+        folder = out.expanduser().parent
+        if not folder.is_dir():
+            from bertcli.errors import OutputError
+
+            raise OutputError(f"cannot write {out}: folder {folder} does not exist")
+
+    # Idle OpenMP threads sleep instead of spinning: on a shared or busy CPU spinning burns the cores the
+    # other thread needs (measured: half the CPU time at the same speed). Set before torch loads; env wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from bertcli.embed import load_embedder
+    from bertcli.inputs import iter_lines, require_nonempty
+
+    # Read the first window before loading the model: empty or undecodable input fails in a blink.
+    from itertools import chain, islice
+
+    from bertcli.batching import DEFAULT_WINDOW
+
+    lines = require_nonempty(iter_lines(texts, file))
+    first = list(islice(lines, DEFAULT_WINDOW))
+    resolved = resolve(model)
+    embedder = load_embedder(resolved, pooling=pooling, normalize=normalize, layer=layer, max_length=max_length,
+                             on_long=on_long, device=device, threads=threads, max_tokens=max_tokens,
+                             batch_size=batch_size, compute=compute)
+    st = embedder.sentence_transformers
+    if st is not None and st.unsupported:
+        output.warn(f"{resolved.display_name} is a sentence-transformers model with {', '.join(st.unsupported)}, "
+                    "which bertcli does not apply: vectors differ from sentence-transformers'")
+    total = len(texts) if texts else _count_lines(file)
+    progress = _Progress(total)
+    embeddings = embedder.embed(chain(first, lines), on_batch=progress.advance)
+    try:
+        if similarity:
+            _similarity(embeddings, embedder, fmt_resolved, out, dtype)
+        elif fmt_resolved == "npy":
+            _write_npy(embeddings, embedder.dim, dtype, out)
+        else:
+            _emit_records(embeddings, embedder, fmt_resolved, out, dtype)
+    finally:
+        progress.stop()
+    stats = embedder.stats
+    if stats.truncated:
+        output.warn(f"{stats.truncated} text(s) longer than {embedder.max_length} tokens were truncated "
+                    f"(first: {stats.first_truncated}); --on-long error refuses them instead")
+    if stats.empty:
+        output.warn(f"{stats.empty} empty line(s) embedded as the empty text (kept so that rows match lines)")
+    if out is not None:
+        output.info(f"wrote {stats.texts} × {embedder.dim} {dtype} to {out}" if fmt_resolved == "npy" and not similarity
+                    else f"wrote {out}")
+
+
+def _count_lines(file: Path | None) -> int | None:
+    """Lines in a regular file (for the progress bar's ETA); None for stdin or on any trouble."""
+    if file is None or str(file) == "-":
+        return None
+    try:
+        path = Path(file).expanduser()
+        if not path.is_file():
+            return None
+        n, last = 0, b"\n"
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                n += chunk.count(b"\n")
+                last = chunk[-1:]
+        return n + (last != b"\n")
+    except OSError:
+        return None
+
+
+class _Progress:
+    """A progress bar that appears only once there is more than one batch (and stderr is a terminal)."""
+
+    def __init__(self, total: int | None):
+        self.total = total
+        self.bar = None
+        self.task = None
+        self.done = 0
+        self.batches = 0
+        self.start = None
+
+    def advance(self, rows: int, planned: int) -> None:
+        import time
+
+        if self.start is None:
+            self.start = time.perf_counter()
+        self.done += rows
+        self.batches += 1
+        if self.bar is None:
+            if planned <= 1 and self.batches <= 1:
+                return
+            self.bar = output.make_progress(total=self.total, unit="texts")
+            if self.bar is None:
+                return
+            self.bar.start()
+            self.task = self.bar.add_task("embedding", total=self.total, rate="")
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        self.bar.update(self.task, completed=self.done, rate=f"{self.done / elapsed:,.0f} texts/s")
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _write_npy(embeddings, dim: int, dtype: str, out: Path | None) -> None:
+    """Rows streamed into a .npy whose header is patched at the end (a spool file when stdout is a pipe)."""
+    import numpy as np
+
+    from bertcli.embed import NpyStreamWriter
+
+    def pump(handle) -> None:
+        writer = NpyStreamWriter(handle, dim, dtype)
+        block: list = []
+        for emb in embeddings:
+            block.append(emb.vector)
+            if len(block) >= 1024:
+                writer.write(np.stack(block))
+                block = []
+        if block:
+            writer.write(np.stack(block))
+        writer.close()
+
+    if out is not None:
+        with output.atomic_write(out.expanduser(), "wb") as handle:
+            pump(handle)
+        return
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryFile() as spool:
+        pump(spool)
+        spool.seek(0)
+        sys.stdout.flush()
+        shutil.copyfileobj(spool, sys.stdout.buffer, 1 << 20)
+        sys.stdout.buffer.flush()
+
+
+def _vector_values(vector, dtype: str):
+    import numpy as np
+
+    return vector.astype(np.float16 if dtype == "float16" else np.float32)
+
+
+def _records(embeddings, dtype: str, pooling: str):
+    for emb in embeddings:
+        values = _vector_values(emb.vector, dtype)
+        rec: dict = {"line": emb.index + 1, "text": emb.text}
+        if pooling == "none":
+            rec["tokens"] = emb.tokens
+        rec["n_tokens"] = emb.n_tokens
+        rec["vector"] = values.tolist()
+        yield rec
+
+
+def _emit_records(embeddings, embedder, fmt: str, out: Path | None, dtype: str) -> None:
+    pooling = embedder.pooling
+    records = _records(embeddings, dtype, pooling)
+    kwargs = {
+        "table": lambda recs: _table(recs, embedder, dtype),
+        "table_batch": TABLE_BATCH,
+        "fmt": fmt,
+        "tsv_columns": ["line", "token", "vector"] if pooling == "none" else ["line", "text", "vector"],
+        "tsv_rows": _tsv_rows if pooling == "none" else None,
+    }
+    if out is None:
+        output.emit(records, **kwargs)
+        return
+    import contextlib
+
+    with output.atomic_write(out.expanduser(), "w") as handle, contextlib.redirect_stdout(handle):
+        output.emit(records, **kwargs)
+
+
+def _tsv_rows(record: dict):
+    for token, vector in zip(record["tokens"], record["vector"]):
+        yield {"line": record["line"], "token": token, "vector": vector}
+
+
+def _similarity(embeddings, embedder, fmt: str, out: Path | None, dtype: str) -> None:
+    """Cosine similarity of every input with every other (holds all vectors: meant for a few thousand)."""
+    import numpy as np
+
+    from bertcli.embed import cosine_matrix
+
+    texts, vectors = [], []
+    for emb in embeddings:
+        texts.append(emb.text)
+        vectors.append(emb.vector)
+    if len(vectors) < 2:
+        raise BadInputError("--similarity needs two or more texts")
+    matrix = cosine_matrix(np.stack(vectors)).astype(np.float16 if dtype == "float16" else np.float32)
+    if fmt == "npy":
+        if out is not None:
+            with output.atomic_write(out.expanduser(), "wb") as handle:
+                np.save(handle, matrix)
+        else:
+            np.save(sys.stdout.buffer, matrix)
+            sys.stdout.buffer.flush()
+        return
+    record = {"texts": texts, "matrix": matrix.tolist()}
+    if fmt == "jsonl":
+        rows = ({"line": i + 1, "text": t, "similarity": row} for i, (t, row) in enumerate(zip(texts, record["matrix"])))
+        _to_file_or_stdout(out, lambda: output.emit(rows, fmt="jsonl"))
+    elif fmt == "tsv":
+        rows = ({"text": t, **{str(j + 1): f"{v:.4f}" for j, v in enumerate(row)}} for t, row in zip(texts, record["matrix"]))
+        _to_file_or_stdout(out, lambda: output.emit(rows, fmt="tsv"))
+    else:
+        _to_file_or_stdout(out, lambda: output.emit_one(record, table=lambda r: _similarity_table(r), fmt=fmt))
+
+
+def _to_file_or_stdout(out: Path | None, write) -> None:
+    if out is None:
+        write()
+        return
+    import contextlib
+
+    with output.atomic_write(out.expanduser(), "w") as handle, contextlib.redirect_stdout(handle):
+        write()
+
+
+def _short(text: str, width: int = 40) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _edge() -> int:
+    """Values shown at each end of a vector: 3 on a wide terminal, 2 on a narrow one."""
+    return EDGE if output.console().width >= 110 else 2
+
+
+def _fmt_values(values, edge: int = EDGE) -> str:
+    vals = list(values)
+    if len(vals) <= 2 * edge:
+        return "[" + ", ".join(f"{v:+.4f}" for v in vals) + "]"
+    head = ", ".join(f"{v:+.4f}" for v in vals[:edge])
+    tail = ", ".join(f"{v:+.4f}" for v in vals[-edge:])
+    return f"[{head}, …, {tail}]"
+
+
+def _table(records: list[dict], embedder, dtype: str):
+    import math
+
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    dim = embedder.dim
+    edge = _edge()
+    none = embedder.pooling == "none"
+    norm_on = " · L2-normalized" if embedder.normalize else ""
+    describe = f"{embedder.pooling} pooling · layer {embedder.layer_label}{norm_on}"
+    if none:
+        parts = []
+        for rec in records:
+            n = len(rec["tokens"])
+            parts.append(Text.assemble((f"line {rec['line']}: ", "bold"), rec["text"],
+                                       (f"   shape ({n}, {dim}) {dtype} · {describe}", "dim")))
+            table = Table(show_edge=False, header_style="bold", pad_edge=False)
+            for name, justify in (("#", "right"), ("token", "left"), ("vector", "left"), ("norm", "right")):
+                table.add_column(name, justify=justify)
+            for i, (token, vec) in enumerate(zip(rec["tokens"], rec["vector"])):
+                norm = math.sqrt(sum(v * v for v in vec))
+                table.add_row(str(i), token, _fmt_values(vec, edge), f"{norm:.4f}")
+            parts += [table, Text("")]
+        return Group(*parts)
+    title = Text.assemble((f"shape ({len(records)}, {dim}) {dtype}", "bold"), (f" · {describe}", "dim"))
+    table = Table(show_edge=False, header_style="bold", pad_edge=False)
+    for name, justify in (("line", "right"), ("text", "left"), ("tokens", "right"), ("vector", "left"), ("norm", "right")):
+        if name == "text":
+            room = output.console().width - (4 + 6 + len(_fmt_values([0.0] * (2 * edge + 1), edge)) + 6 + 13)
+            table.add_column(name, justify=justify, max_width=max(10, min(40, room)), overflow="ellipsis", no_wrap=True)
+        else:
+            table.add_column(name, justify=justify, no_wrap=True, min_width=len(name))
+    for rec in records:
+        vec = rec["vector"]
+        norm = math.sqrt(sum(v * v for v in vec))
+        table.add_row(str(rec["line"]), _short(rec["text"]), str(rec["n_tokens"]), _fmt_values(vec, edge), f"{norm:.4f}")
+    return Group(title, table)
+
+
+def _similarity_table(record: dict):
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold", pad_edge=False, title="cosine similarity")
+    table.add_column("", justify="right")
+    table.add_column("text")
+    for j in range(len(record["texts"])):
+        table.add_column(str(j + 1), justify="right")
+    for i, (text, row) in enumerate(zip(record["texts"], record["matrix"])):
+        table.add_row(str(i + 1), _short(text, 30), *(f"{v:.4f}" for v in row))
+    return table
