@@ -33,6 +33,7 @@ POOLINGS = ("cls", "pooler", "mean", "max", "none")
 #: token budget per batch when none is given: small batches stay in CPU caches; accelerators want big ones
 CPU_MAX_TOKENS = 1024
 ACCELERATOR_MAX_TOKENS = 16384
+ONNX_MAX_TOKENS = 1024  # ONNX Runtime on CPU: see docs/onnx.md for the measurement
 ON_LONG = ("truncate", "error")
 COMPUTE = ("float32", "bfloat16", "float16")
 DTYPES = ("float32", "float16")
@@ -166,6 +167,7 @@ class Embedder:
     on_long: str = "truncate"
     compute: str = "float32"  # bfloat16/float16: matmuls under torch.autocast (faster, cos ≥ 0.9999 to float32)
     batcher: TokenBudgetBatcher = field(default_factory=TokenBudgetBatcher)
+    backend: str = "torch"  # or "onnx": model is then a bertcli.backends.onnx.OnnxLoadedModel (no torch at all)
     sentence_transformers: SentenceTransformersSetup | None = None
     stats: EmbedStats = field(default_factory=EmbedStats)
 
@@ -184,7 +186,7 @@ class Embedder:
             if not self.model.has_pooler:
                 raise ModelFileError(
                     f"--pooling pooler: {self.model.resolved.display_name} has no trained pooler "
-                    f"({type(self.model.model).__name__}{_pooler_detail(self.model)})",
+                    f"({_architecture(self.model)}{_pooler_detail(self.model)})",
                     hint="use --pooling cls, mean or max",
                 )
         config = self.model.config
@@ -219,14 +221,18 @@ class Embedder:
         ``on_batch(rows, planned)`` is called after every batch with the rows just done and the number of
         batches planned for the current window (for progress bars).
         """
-        import torch
-
         import contextlib
 
         index = 0
-        autocast = (torch.autocast(self.model.device.type, dtype=getattr(torch, self.compute))
-                    if self.compute != "float32" else contextlib.nullcontext())
-        with torch.inference_mode(), autocast:
+        if self.backend == "onnx":  # ONNX Runtime: torch is never imported
+            grad, autocast = contextlib.nullcontext(), contextlib.nullcontext()
+        else:
+            import torch
+
+            grad = torch.inference_mode()
+            autocast = (torch.autocast(self.model.device.type, dtype=getattr(torch, self.compute))
+                        if self.compute != "float32" else contextlib.nullcontext())
+        with grad, autocast:
             for window in self.batcher.windows(texts):
                 strings = [getattr(t, "text", t) for t in window]
                 encodings, truncated = self._encode(window, strings)
@@ -285,8 +291,6 @@ class Embedder:
         return encodings, truncated
 
     def _forward(self, encodings: list) -> list[np.ndarray]:
-        import torch
-
         n = len(encodings)
         longest = max(len(e.ids) for e in encodings)
         ids = np.full((n, longest), self.pad_id, dtype=np.int64)
@@ -298,6 +302,10 @@ class Embedder:
             mask[row, :k] = 1
             if types is not None:
                 types[row, :k] = enc.type_ids
+        if self.backend == "onnx":
+            return self._forward_onnx(encodings, ids, mask, types)
+        import torch
+
         device = self.model.device
         inputs = {"input_ids": torch.from_numpy(ids).to(device), "attention_mask": torch.from_numpy(mask).to(device)}
         if types is not None:
@@ -323,6 +331,27 @@ class Embedder:
         if self.pooling == "none":
             return [array[row, : len(enc.ids)].copy() for row, enc in enumerate(encodings)]
         return list(array)
+
+    def _forward_onnx(self, encodings: list, ids: np.ndarray, mask: np.ndarray, types: np.ndarray | None):
+        """The same poolings as `_forward`, in numpy, over ONNX Runtime's outputs."""
+        hidden, pooled = self.model.encoder.run(ids, mask, types)
+        m = mask[..., None].astype(np.float32)
+        if self.pooling == "none":
+            vectors = hidden
+        elif self.pooling == "cls":
+            vectors = hidden[:, 0]
+        elif self.pooling == "pooler":
+            vectors = pooled
+        elif self.pooling == "mean":
+            vectors = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+        else:
+            vectors = np.where(m > 0, hidden, np.float32(-1e9)).max(axis=1)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self.normalize:  # as torch.nn.functional.normalize: x / max(‖x‖, 1e-12)
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+        if self.pooling == "none":
+            return [vectors[row, : len(enc.ids)].copy() for row, enc in enumerate(encodings)]
+        return list(vectors)
 
 
 _libc_trim: Any = None
@@ -373,6 +402,11 @@ def _pad_id(tokenizer: Any, config: Any) -> int:
     return tid if tid is not None else 0
 
 
+def _architecture(model: Any) -> str:
+    arch = getattr(model, "architecture", None)  # the ONNX backend names the exported class
+    return arch or type(model.model).__name__
+
+
 def _pooler_detail(model: Any) -> str:
     if getattr(model.model, "pooler", None) is None:
         return " has no pooler layer"
@@ -408,13 +442,21 @@ def load_embedder(
     window: int = DEFAULT_WINDOW,
     sort: bool = True,
     compute: str = "float32",
+    backend: str = "torch",
+    quantize: str | None = None,
+    workers: int = 1,
 ) -> Embedder:
     """Load the encoder and tokenizer of ``resolved`` (a `bertcli.resolve.ResolvedModel`).
 
     ``pooling``/``normalize``/``max_length`` left as None take a sentence-transformers folder's own settings
     (else mean pooling, no normalization, the model's maximum length). ``max_tokens`` None picks a token
     budget for the device (CPU_MAX_TOKENS on cpu, ACCELERATOR_MAX_TOKENS elsewhere).
+
+    ``backend="onnx"`` runs the encoder on ONNX Runtime (CPU; exported once into bertcli's cache, see
+    `bertcli.backends.onnx`), optionally ``quantize="int8"``; its intra-op threads default to the physical
+    cores / ``workers``.
     """
+    from bertcli.backends import check_backend
     from bertcli.runner import load_model, set_threads
     from bertcli.tokenizer import load_tokenizer
 
@@ -426,6 +468,14 @@ def load_embedder(
         raise UsageError("--max-tokens must be at least 1")
     if batch_size is not None and batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
+    backend = check_backend(backend, quantize)
+    if backend == "onnx":
+        if (device or "auto").lower() not in ("cpu", "auto"):
+            raise UsageError(f"--backend onnx runs on the CPU: use --device cpu (or --backend torch for {device})")
+        if compute != "float32":
+            raise UsageError("--compute is for --backend torch; --backend onnx computes in float32 (or --quantize int8)")
+        if layer is not None:
+            raise UsageError("--layer needs --backend torch: the ONNX export holds the last layer only")
     st = sentence_transformers_setup(resolved.path) if resolved.tokenizer_file is None else None
     if st is not None and st.pooling is not None and pooling is None:
         pooling = st.pooling
@@ -442,8 +492,15 @@ def load_embedder(
         max_length = st.max_seq_length if st and st.max_seq_length else limit
         if limit is not None and max_length is not None:
             max_length = min(max_length, limit)
-    set_threads(threads)
-    loaded = load_model(resolved, "base", device=device)
+    if backend == "onnx":
+        from bertcli.backends.onnx import load_model as load_onnx_model
+
+        loaded = load_onnx_model(resolved, quantize=quantize, threads=threads, workers=workers)
+        if max_tokens is None:
+            max_tokens = ONNX_MAX_TOKENS
+    else:
+        set_threads(threads)
+        loaded = load_model(resolved, "base", device=device)
     if max_tokens is None:
         max_tokens = CPU_MAX_TOKENS if loaded.device.type == "cpu" else ACCELERATOR_MAX_TOKENS
     return Embedder(
@@ -457,6 +514,7 @@ def load_embedder(
         compute=compute,
         batcher=TokenBudgetBatcher(max_tokens=max_tokens, max_batch=batch_size, window=window, sort=sort),
         sentence_transformers=st,
+        backend=backend,
     )
 
 

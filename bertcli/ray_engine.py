@@ -454,7 +454,16 @@ class ShardWorker:
         matrix = np.stack(vectors) if vectors else np.zeros((0, dim), dtype=np.float32)
         write_shard(self.folder, shard, ids, texts if s.keep_text else None, matrix, info)
         return {"shard": shard.index, "rows": len(ids), "input_rows": shard.rows, "bad": len(bad),
-                "seconds": round(time.perf_counter() - started, 3), "pid": os.getpid()}
+                "seconds": round(time.perf_counter() - started, 3), "pid": os.getpid(), "node": _node_ip()}
+
+
+def _node_ip() -> str | None:
+    try:
+        import ray.util
+
+        return ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 - informative only
+        return None
 
 
 def _sort_key(rid: Any):
@@ -519,15 +528,15 @@ def start_ray(address: str | None, *, cpus: int) -> bool:
         return False
     import logging
 
-    # Ray's own notices (token-auth default, actor-restart advice from the C++ core) are not the user's business.
+    # Ray's own notices (token-auth default and the like) are not the user's business; worker output stays in
+    # Ray's log files (log_to_driver=False): worker failures reach the driver as exceptions all the same.
     logging.getLogger("ray").setLevel(logging.ERROR)
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     try:
         if address is None:
             ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, configure_logging=False,
-                     _node_ip_address="127.0.0.1")
+                     log_to_driver=False, _node_ip_address="127.0.0.1")
         else:
-            ray.init(address=address, logging_level=logging.ERROR, configure_logging=False)
+            ray.init(address=address, logging_level=logging.ERROR, configure_logging=False, log_to_driver=False)
     except Exception as exc:  # noqa: BLE001 - connection errors come in many types
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         where = f"the Ray cluster at {address}" if address else "a local Ray runtime"

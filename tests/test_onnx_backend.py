@@ -181,3 +181,55 @@ def test_check_backend():
         check_backend("torch", "int8")
     with pytest.raises(UsageError, match="unknown --quantize 'int4'"):
         check_backend("onnx", "int4")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# through the embedder and the command
+
+
+@pytest.mark.parametrize("name,pooling", [("minilm", None), ("minilm", "pooler"), ("albert", "cls"),
+                                          ("roberta", "max"), ("electra", "mean")])
+def test_embedder_onnx_equals_torch(name, pooling, tiny_models, minilm_dir):
+    from bertcli.embed import load_embedder
+
+    folder = minilm_dir if name == "minilm" else tiny_models[name]
+    resolved = resolve_model(str(folder))
+    texts = TEXTS + ["", "a much longer sentence " * 20]
+    want = load_embedder(resolved, pooling=pooling, max_tokens=64).embed_array(texts)
+    embedder = load_embedder(resolved, pooling=pooling, backend="onnx", max_tokens=64)
+    got = embedder.embed_array(texts)
+    assert embedder.backend == "onnx" and got.shape == want.shape and got.dtype == np.float32
+    cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cos.min() >= 0.9999 and np.abs(got - want).max() < 1e-4
+    if name == "minilm" and pooling is None:  # the folder's own mean pooling + Normalize
+        assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
+
+
+def test_embedder_onnx_refusals(tiny_models):
+    from bertcli.embed import load_embedder
+
+    resolved = resolve_model(str(tiny_models["electra"]))
+    with pytest.raises(ModelFileError, match=r"no trained pooler \(ElectraModel via ONNX has no pooler layer\)"):
+        load_embedder(resolved, pooling="pooler", backend="onnx")
+    with pytest.raises(UsageError, match="--layer needs --backend torch"):
+        load_embedder(resolved, layer=1, backend="onnx")
+    with pytest.raises(UsageError, match="--backend onnx runs on the CPU"):
+        load_embedder(resolved, device="cuda", backend="onnx")
+
+
+def test_cli_onnx_matches_torch_without_importing_torch(run_cli, minilm_dir, tmp_path):
+    texts = "\n".join(["It was a great day", "What a lovely afternoon", "Beijing is a beautiful city"]) + "\n"
+    (tmp_path / "in.txt").write_text(texts)
+    torch_run = run_cli("embed", "-m", minilm_dir, "--file", "in.txt", "-o", "torch.npy")
+    first = run_cli("embed", "-m", minilm_dir, "--backend", "onnx", "--file", "in.txt", "-o", "onnx.npy")
+    # a second run finds the export in the cache: onnxruntime only, no torch, no transformers
+    second = run_cli("embed", "-m", minilm_dir, "--backend", "onnx", "--file", "in.txt", "-o", "onnx2.npy",
+                     env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert torch_run.returncode == first.returncode == second.returncode == 0, first.stderr + second.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in second.stderr.splitlines() if line.startswith("import time")}
+    assert "onnxruntime" in imported and "torch" not in imported and "transformers" not in imported
+    a, b, c = (np.load(tmp_path / f) for f in ("torch.npy", "onnx.npy", "onnx2.npy"))
+    assert a.shape == b.shape == (3, 384) and np.array_equal(b, c)
+    assert ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min() >= 0.9999
+    refused = run_cli("embed", "-m", minilm_dir, "--quantize", "int8", "x")
+    assert refused.returncode == 2 and refused.stderr == "error: --quantize int8 works with --backend onnx only\n"

@@ -289,6 +289,7 @@ def export_encoder(resolved: Any, dest: Path, *, allow_pickle: bool = False) -> 
         "inputs": input_names,
         "outputs": output_names,
         "has_pooler": with_pooler,
+        "pooler_layer": getattr(model, "pooler", None) is not None,
         "hidden_size": int(config.hidden_size),
         "num_layers": int(config.num_hidden_layers),
         "opset": OPSET,
@@ -428,6 +429,11 @@ class OnnxEncoder:
     def uses_token_types(self) -> bool:
         return "token_type_ids" in self.input_names
 
+    @property
+    def pooler(self) -> bool | None:
+        """Truthy when the model class has a pooler layer (exported only when its weights were trained)."""
+        return True if self.export.meta.get("pooler_layer") else None
+
     def run(
         self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -460,3 +466,45 @@ def load_encoder(
     inputs = [i.name for i in session.get_inputs()]
     return OnnxEncoder(export=export, session=session, threads=threads, quantize=quantize,
                        input_names=inputs, output_names=outputs)
+
+
+@dataclass
+class OnnxLoadedModel:
+    """What `bertcli.embed.Embedder` needs of a loaded model, for the ONNX backend (the torch one is
+    `bertcli.runner.LoadedModel`): config attributes, pooler facts, the resolved model, a device."""
+
+    encoder: OnnxEncoder
+    resolved: Any
+    config: Any
+    head: str = "base"
+    device: Any = None
+
+    @property
+    def model(self) -> OnnxEncoder:
+        return self.encoder
+
+    @property
+    def has_pooler(self) -> bool:
+        return self.encoder.has_pooler
+
+    @property
+    def architecture(self) -> str:
+        return f"{self.encoder.export.meta.get('architecture', 'encoder')} via ONNX"
+
+
+def load_model(
+    resolved: Any,
+    *,
+    quantize: str | None = None,
+    threads: int | None = None,
+    workers: int = 1,
+    allow_pickle: bool = False,
+) -> OnnxLoadedModel:
+    """`load_encoder` wrapped for `bertcli.embed.Embedder`."""
+    from types import SimpleNamespace
+
+    encoder = load_encoder(resolved, quantize=quantize, threads=threads, workers=workers, allow_pickle=allow_pickle)
+    meta = encoder.export.meta
+    config = SimpleNamespace(**{**resolved.config, "hidden_size": meta["hidden_size"],
+                                "num_hidden_layers": meta["num_layers"]})
+    return OnnxLoadedModel(encoder=encoder, resolved=resolved, config=config, device=SimpleNamespace(type="cpu"))

@@ -19,6 +19,8 @@ EXAMPLES = examples(
     "bertcli embed -m bert --pooling cls --layer -2 --file lines.txt -f jsonl",
     "bertcli embed -m roberta --pooling none 'I had a sudden epiphany'",
     "bertcli embed -m ./MiniLM --similarity 'a cat' 'a kitten' 'a tax form'",
+    "bertcli embed -m ./MiniLM --backend onnx --file docs.txt -o docs.npy",
+    "bertcli embed -m ./MiniLM --engine ray --workers 4 --file corpus/ -o vectors/",
 )
 
 SUFFIX_FORMATS = {".npy": "npy", ".jsonl": "jsonl", ".json": "json", ".tsv": "tsv"}
@@ -43,6 +45,15 @@ def embed(
     max_length: Annotated[int | None, typer.Option("--max-length", min=2, help="Truncate texts to N tokens (default: the model's limit; 256 for sentence-transformers MiniLM).")] = None,
     compute: Annotated[str, typer.Option("--compute", help="Matmul precision: float32 (exact) | bfloat16 | float16 (torch.autocast: ~1.7× faster on CPUs with AVX512-BF16/AMX, cosine ≥ 0.9999 to float32).")] = "float32",
     on_long: Annotated[str, typer.Option("--on-long", help="Texts over the limit: truncate (one counted warning) | error.")] = "truncate",
+    backend: Annotated[str, typer.Option("--backend", help="torch | onnx (ONNX Runtime on CPU, exported once into bertcli's cache; needs bertcli[onnx]).")] = "torch",
+    quantize: Annotated[str | None, typer.Option("--quantize", help="int8: dynamic int8 weights with --backend onnx (faster, cosine ~0.98–0.99 to float32).", show_default=False)] = None,
+    engine: Annotated[str, typer.Option("--engine", help="local (this process) | ray (Ray Data actors; input --file FILE|FOLDER|GLOB, -o FOLDER of Parquet shards; needs bertcli[ray]).")] = "local",
+    address: Annotated[str | None, typer.Option("--address", help="--engine ray: join a cluster (auto | HOST:PORT | ray://HOST:PORT); default: a local runtime on 127.0.0.1.", show_default=False)] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="--engine ray: actors (model loads); a local runtime gets workers × threads CPUs.")] = 2,
+    text_column: Annotated[str, typer.Option("--text-column", help="--engine ray: the text field of .jsonl/.parquet input.")] = "text",
+    id_column: Annotated[str | None, typer.Option("--id-column", help="--engine ray: the id field of .jsonl/.parquet input (default: row number).", show_default=False)] = None,
+    keep_text: Annotated[bool, typer.Option("--keep-text", help="--engine ray: store the text beside each vector.")] = False,
+    shard_rows: Annotated[int, typer.Option("--shard-rows", min=1, help="--engine ray: input rows per output shard (the unit of resume).")] = 10_000,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -53,6 +64,18 @@ def embed(
     folder (modules.json) gives exactly the vectors sentence-transformers gives.
     """
     apply_output(fmt, quiet)
+    if engine not in ("local", "ray"):
+        raise UsageError(f"unknown --engine {engine!r}: choose local or ray")
+    from bertcli.backends import check_backend
+
+    backend = check_backend(backend, quantize)
+    if engine == "ray":
+        _run_ray(texts=texts, model=model, file=file, out=out, pooling=pooling, normalize=normalize, layer=layer,
+                 max_length=max_length, on_long=on_long, backend=backend, quantize=quantize, max_tokens=max_tokens,
+                 batch_size=batch_size, keep_text=keep_text, text_column=text_column, id_column=id_column,
+                 shard_rows=shard_rows, address=address, workers=workers, threads=threads, similarity=similarity,
+                 device=device, compute=compute, dtype=dtype)
+        return
     if fmt is None and output.settings.format in (None, "auto") and out is not None:
         inferred = SUFFIX_FORMATS.get(out.suffix.lower())
         if inferred:
@@ -96,7 +119,7 @@ def embed(
     resolved = resolve(model)
     embedder = load_embedder(resolved, pooling=pooling, normalize=normalize, layer=layer, max_length=max_length,
                              on_long=on_long, device=device, threads=threads, max_tokens=max_tokens,
-                             batch_size=batch_size, compute=compute)
+                             batch_size=batch_size, compute=compute, backend=backend, quantize=quantize)
     st = embedder.sentence_transformers
     if st is not None and st.unsupported:
         output.warn(f"{resolved.display_name} is a sentence-transformers model with {', '.join(st.unsupported)}, "
@@ -122,6 +145,52 @@ def embed(
     if out is not None:
         output.info(f"wrote {stats.texts} × {embedder.dim} {dtype} to {out}" if fmt_resolved == "npy" and not similarity
                     else f"wrote {out}")
+
+
+def _run_ray(*, texts, model, file, out, pooling, normalize, layer, max_length, on_long, backend, quantize,
+             max_tokens, batch_size, keep_text, text_column, id_column, shard_rows, address, workers, threads,
+             similarity, device, compute, dtype) -> None:
+    """--engine ray: shards of Parquet in the folder -o, progress and bad rows on stderr."""
+    if texts:
+        raise UsageError("--engine ray reads --file FILE, FOLDER or GLOB, not TEXT arguments")
+    if file is None or str(file) == "-":
+        raise UsageError("--engine ray needs --file FILE, FOLDER or GLOB (stdin cannot be split among workers)")
+    if out is None:
+        raise UsageError("--engine ray needs -o FOLDER for its Parquet shards and manifest.json")
+    if similarity:
+        raise UsageError("--similarity is for the local engine")
+    if (device or "auto").lower() not in ("auto", "cpu"):
+        raise UsageError("--engine ray runs its workers on CPU: use --device cpu")
+    if compute != "float32" or dtype != "float32":
+        raise UsageError("--engine ray writes float32 vectors (--compute/--dtype are for the local engine)")
+    from bertcli import ray_engine
+
+    settings = ray_engine.RaySettings(
+        pooling=pooling, normalize=normalize, layer=layer, max_length=max_length, on_long=on_long, backend=backend,
+        quantize=quantize, max_tokens=max_tokens, batch_size=batch_size, keep_text=keep_text,
+        text_column=text_column, id_column=id_column, shard_rows=shard_rows)
+    ray_engine.require_ray()
+    resolved = resolve(model)
+
+    def progress(event: dict) -> None:
+        eta = event.get("eta")
+        eta_text = f", ETA {eta:,.0f}s" if eta is not None else ""
+        bad = f", {event['bad']} bad" if event.get("bad") else ""
+        output.info(f"shard {event['shard']:05d} done ({event['rows']:,} rows{bad}) · "
+                    f"{event['rows_done']:,}/{event['rows_total']:,} rows · {event['rate']:,.0f} rows/s{eta_text}")
+
+    result = ray_engine.run(resolved, file, out, settings, address=address, workers=workers, threads=threads,
+                            on_progress=progress)
+    if result.bad:
+        shown = ", ".join(f"{rid} ({reason})" for rid, reason in result.bad[:20])
+        more = f" and {len(result.bad) - 20} more" if len(result.bad) > 20 else ""
+        output.warn(f"{len(result.bad)} bad row(s) left out, by id: {shown}{more} (all listed in manifest.json)")
+    if result.truncated:
+        output.warn(f"{result.truncated} row(s) longer than {result.manifest['max_length']} tokens were truncated; "
+                    "--on-long error leaves them out instead")
+    resumed = f", {result.shards_done_before} already done" if result.shards_done_before else ""
+    output.info(f"wrote {result.rows:,} × {result.dim} float32 to {result.output}/ "
+                f"({result.shards} shards{resumed}; {result.seconds:,.1f}s)")
 
 
 def _count_lines(file: Path | None) -> int | None:
