@@ -196,6 +196,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "embed.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out / 'embed.json'}")
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def memory_check(py: str, minilm: str, work: Path, env: dict, big: int) -> list[dict]:
