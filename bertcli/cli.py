@@ -62,19 +62,19 @@ app = typer.Typer(
 #: (command name, module under bertcli.commands, attribute); an attribute that is a Typer app becomes a group.
 COMMANDS: list[tuple[str, str, str]] = [
     ("tokenize", "tokenize", "tokenize"),
-    ("config", "config", "config"),
-    ("models", "models", "models"),
     ("embed", "embed", "embed"),
     ("qa", "qa", "qa"),
-    ("fill-mask", "fill_mask", "fill_mask"),
-    ("detect", "detect", "detect"),
-    ("attention", "attention", "attention"),
+    ("config", "config", "config"),
     ("inspect", "inspect", "inspect"),
+    ("models", "models", "models"),
+    ("download", "download", "download"),
+    ("cache", "cache", "app"),
     ("variants", "variants", "variants"),
     ("compare", "compare", "compare"),
     ("mask", "mask", "mask"),
-    ("download", "download", "download"),
-    ("cache", "cache", "app"),
+    ("fill-mask", "fill_mask", "fill_mask"),
+    ("detect", "detect", "detect"),
+    ("attention", "attention", "attention"),
 ]
 
 
