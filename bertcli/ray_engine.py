@@ -26,6 +26,7 @@ import glob as globlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -137,8 +138,12 @@ def find_inputs(source: str | Path) -> list[Path]:
     raise BadInputError(f"no such file or folder: {text}")
 
 
-def plan_shards(paths: list[Path], shard_rows: int = DEFAULT_SHARD_ROWS) -> tuple[list[InputFile], list[Shard]]:
-    """Count rows and cut every file into shards of at most ``shard_rows`` rows (one read of text files)."""
+def plan_shards(paths: list[Path], shard_rows: int = DEFAULT_SHARD_ROWS, *,
+                columns: tuple[str, ...] = ()) -> tuple[list[InputFile], list[Shard]]:
+    """Count rows and cut every file into shards of at most ``shard_rows`` rows (one read of text files).
+
+    ``columns`` must exist in every Parquet file (checked from its schema here, before any worker starts).
+    """
     if shard_rows < 1:
         raise UsageError("--shard-rows must be at least 1")
     files: list[InputFile] = []
@@ -148,26 +153,33 @@ def plan_shards(paths: list[Path], shard_rows: int = DEFAULT_SHARD_ROWS) -> tupl
         kind = input_kind(path)
         st = path.stat()
         if kind == "parquet":
-            rows = _parquet_rows(path)
+            rows = _parquet_rows(path, columns)
             bounds = [(s, min(s + shard_rows, rows), None, None) for s in range(0, rows, shard_rows)]
         else:
             rows, offsets = _line_offsets(path, shard_rows)
             bounds = [(s, min(s + shard_rows, rows), offsets[i], offsets[i + 1])
                       for i, s in enumerate(range(0, rows, shard_rows))]
-        files.append(InputFile(str(path), kind, rows, st.st_size, st.st_mtime_ns))
+        # absolute: workers on other nodes (or in other working directories) open the same path
+        files.append(InputFile(str(Path(path).resolve()), kind, rows, st.st_size, st.st_mtime_ns))
         for start, stop, b0, b1 in bounds:
             shards.append(Shard(len(shards), number, start, stop, next_id + start, b0, b1))
         next_id += rows
     return files, shards
 
 
-def _parquet_rows(path: Path) -> int:
+def _parquet_rows(path: Path, columns: tuple[str, ...] = ()) -> int:
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(path).metadata.num_rows
+        pf = pq.ParquetFile(path)
     except Exception as exc:  # noqa: BLE001 - any parquet failure: one clear line
         raise BadInputError(f"{path}: not a readable Parquet file ({exc})") from exc
+    names = pf.schema_arrow.names
+    for column in columns:
+        if column not in names:
+            raise BadInputError(f"{path} has no column {column!r} (columns: {', '.join(names)})",
+                                hint="name the text and id columns with --text-column and --id-column")
+    return pf.metadata.num_rows
 
 
 def _line_offsets(path: Path, every: int) -> tuple[int, list[int]]:
@@ -422,7 +434,12 @@ class ShardWorker:
 
         summaries = []
         for raw in batch["shard"]:
-            summaries.append(json.dumps(self.embed_shard(Shard(**json.loads(str(raw))))))
+            try:
+                summary = self.embed_shard(Shard(**json.loads(str(raw))))
+            except BertcliError as exc:  # a user's problem (bad file, …): reported as such, not retried
+                summary = {"error": {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint,
+                                     "exit_code": exc.exit_code}}
+            summaries.append(json.dumps(summary))
         return {"summary": np.array(summaries, dtype=object)}
 
     def embed_shard(self, shard: Shard) -> dict:
@@ -554,8 +571,9 @@ def _quiet_ray_data() -> None:
     for attr in ("print_on_execution_start", "enable_operator_progress_bars"):
         if hasattr(ctx, attr):
             setattr(ctx, attr, False)
-    for name in ("ray", "ray.data", "ray.data._internal.execution.streaming_executor"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # Ray Data logs a failing task at ERROR level; the engine reports it itself, in one line.
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def run(
@@ -581,12 +599,13 @@ def run(
 
     settings.backend = check_backend(settings.backend, settings.quantize)
     started = time.perf_counter()
-    out = Path(output_dir).expanduser()
+    out = Path(output_dir).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise OutputError(f"cannot write to {out}: it is a file, not a folder")
     if not out.parent.is_dir():
         raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
-    files, shards = plan_shards(find_inputs(source), settings.shard_rows)
+    files, shards = plan_shards(find_inputs(source), settings.shard_rows,
+                                columns=(settings.text_column,) + ((settings.id_column,) if settings.id_column else ()))
     total_rows = sum(f.rows for f in files)
     if total_rows == 0:
         raise BadInputError("empty input: no rows to embed")
@@ -730,6 +749,8 @@ def _run_pool(resolved, files, todo, out, settings, effective, run_fp, workers, 
     try:
         for row in ds.iter_rows():
             summary = json.loads(row["summary"])
+            if "error" in summary:
+                raise _rebuild_error(summary["error"])
             written += 1
             rows_now += summary["input_rows"]
             if on_progress is not None:
@@ -746,10 +767,32 @@ def _run_pool(resolved, files, todo, out, settings, effective, run_fp, workers, 
         inner = _find_bertcli_error(exc)
         if inner is not None:
             raise inner from exc
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
-        raise RayEngineError(f"a Ray worker failed: {first}",
+        raise RayEngineError(f"a Ray worker failed: {_worker_error_line(exc)}",
                              hint="rerun the same command to resume from the shards already written") from exc
     return written
+
+
+def _rebuild_error(info: dict) -> BertcliError:
+    """A worker's BertcliError, raised again on the driver with its class (so its exit code) and message."""
+    import bertcli.errors as errors
+
+    cls = getattr(errors, str(info.get("type")), None)
+    if not (isinstance(cls, type) and issubclass(cls, BertcliError)):
+        cls = RayEngineError
+    return cls(str(info.get("message")), hint=info.get("hint"))
+
+
+_EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): (.*)$")
+
+
+def _worker_error_line(exc: BaseException) -> str:
+    """'Type: message' of the user-code exception inside Ray's wrapper (its remote traceback is text)."""
+    found = None
+    for line in str(exc).splitlines():
+        match = _EXC_LINE.match(line.strip())
+        if match and not match.group(1).startswith("ray."):
+            found = f"{match.group(1).rsplit('.', 1)[-1]}: {match.group(2)[:300]}"
+    return found or (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _find_bertcli_error(exc: BaseException) -> BertcliError | None:

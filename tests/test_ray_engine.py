@@ -123,24 +123,23 @@ def test_bad_rows_are_reported_and_the_rest_embedded(ray_runtime, tiny_models, t
     lines = [good[0].encode(), b"", good[1].encode(), b"caf\xe9 au lait", good[2].encode(), b"   ",
              " ".join(["word"] * 40).encode(), good[3].encode()]
     (folder / "a.txt").write_bytes(b"\n".join(lines) + b"\n")
-    records = [{"body": good[4], "key": "k1"}, {"key": "k2"}, "not an object", {"body": good[5], "key": "k3"}]
+    records = [{"body": good[4]}, {"title": "no body"}, "not an object", {"body": good[5]}]
     (folder / "b.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n{broken\n", encoding="utf-8")
     resolved = resolve_model(str(tiny_models["bert_base_only"]))
-    settings = engine.RaySettings(shard_rows=4, keep_text=True, text_column="body")
-    result = engine.run(resolved, folder / "b.jsonl", tmp_path / "out-jsonl", settings, workers=2)
-    assert result.rows == 2 and [r for r, _ in result.bad] == [1, 2, 4]
-    assert dict(result.bad) == {1: "no text in 'body'", 2: "not a JSON object", 4: "not JSON (Expecting property name enclosed in double quotes)"}
-    assert engine.read_output(tmp_path / "out-jsonl").column("text").to_pylist() == [good[4], good[5]]
+    settings = engine.RaySettings(shard_rows=4, on_long="error", max_length=16, keep_text=True, text_column="body")
+    result = engine.run(resolved, folder, tmp_path / "out", settings, workers=2)
 
-    result = engine.run(resolved, folder / "a.txt", tmp_path / "out-text", engine.RaySettings(
-        shard_rows=4, on_long="error", max_length=16), workers=2)
+    # ids run over a.txt (0-7) then b.jsonl (8-12); --text-column applies to the jsonl rows
     assert dict(result.bad) == {1: "empty", 3: "not UTF-8 (byte 0xe9 at column 4)", 5: "empty",
-                                6: "longer than 16 tokens"}
-    table = engine.read_output(tmp_path / "out-text")
-    assert table.column("id").to_pylist() == [0, 2, 4, 7]
-    manifest = json.loads((tmp_path / "out-text" / "manifest.json").read_text())
-    assert manifest["bad_rows"] == 4 and manifest["bad"][1] == {"id": 3, "reason": "not UTF-8 (byte 0xe9 at column 4)"}
-    assert manifest["rows"] == 4 and manifest["input_rows"] == 8
+                                6: "longer than 16 tokens", 9: "no text in 'body'", 10: "not a JSON object",
+                                12: "not JSON (Expecting property name enclosed in double quotes)"}
+    table = engine.read_output(tmp_path / "out")
+    assert table.column("id").to_pylist() == [0, 2, 4, 7, 8, 11]
+    assert table.column("text").to_pylist() == good
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert (manifest["rows"], manifest["input_rows"], manifest["bad_rows"]) == (6, 13, 7)
+    assert manifest["bad"][1] == {"id": 3, "reason": "not UTF-8 (byte 0xe9 at column 4)"}
+    assert [s["rows"] for s in manifest["shards"]] == [2, 2, 2, 0]  # an all-bad shard is still a (empty) shard
 
 
 def test_folder_of_jsonl_and_parquet_with_id_column(ray_runtime, tiny_models, tmp_path):

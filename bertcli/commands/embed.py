@@ -189,7 +189,7 @@ def _run_ray(*, texts, model, file, out, pooling, normalize, layer, max_length, 
         output.warn(f"{result.truncated} row(s) longer than {result.manifest['max_length']} tokens were truncated; "
                     "--on-long error leaves them out instead")
     resumed = f", {result.shards_done_before} already done" if result.shards_done_before else ""
-    output.info(f"wrote {result.rows:,} × {result.dim} float32 to {result.output}/ "
+    output.info(f"wrote {result.rows:,} × {result.dim} float32 to {str(out).rstrip('/')}/ "
                 f"({result.shards} shards{resumed}; {result.seconds:,.1f}s)")
 
 
