@@ -445,7 +445,7 @@ class ShardWorker:
     def embed_shard(self, shard: Shard) -> dict:
         import numpy as np
 
-        _maybe_crash(shard)
+        _maybe_crash(shard, self.job.get("crash_once"))
         started = time.perf_counter()
         s = self.settings
         rows = read_shard_rows(self.files[shard.file], shard, text_column=s.text_column, id_column=s.id_column)
@@ -487,9 +487,8 @@ def _sort_key(rid: Any):
     return (0, rid, "") if isinstance(rid, int) else (1, 0, str(rid))
 
 
-def _maybe_crash(shard: Shard) -> None:
-    """Test hook (CRASH_ENV="SHARD:MARKER"): the first worker to start SHARD dies, as a killed process would."""
-    spec = os.environ.get(CRASH_ENV)
+def _maybe_crash(shard: Shard, spec: str | None) -> None:
+    """Test hook (CRASH_ENV="SHARD:MARKER", read on the driver): the first worker to start SHARD dies."""
     if not spec:
         return
     index, _, marker = spec.partition(":")
@@ -729,7 +728,8 @@ def _run_pool(resolved, files, todo, out, settings, effective, run_fp, workers, 
     import ray.data
 
     job = {"resolved": resolved, "files": [asdict(f) for f in files], "output": str(out),
-           "settings": asdict(settings), "effective": effective, "threads": threads, "fingerprint": run_fp}
+           "settings": asdict(settings), "effective": effective, "threads": threads, "fingerprint": run_fp,
+           "crash_once": os.environ.get(CRASH_ENV)}
 
     class _Worker(ShardWorker):  # the job travels inside the class: no constructor args in the object store
         def __init__(self):

@@ -214,3 +214,16 @@ def test_missing_ray_names_the_extra(monkeypatch):
     assert str(info.value) == ("--engine ray needs Ray Data and pyarrow, which are not installed; "
                                "pip install 'bertcli[ray]'")
     assert info.value.exit_code == 7
+
+
+def test_a_killed_worker_is_restarted_and_its_shard_redone(ray_runtime, tiny_models, tmp_path, monkeypatch):
+    texts = corpus(24, seed=9)
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    marker = tmp_path / "crashed"
+    monkeypatch.setenv(engine.CRASH_ENV, f"1:{marker}")  # the worker that starts shard 1 dies (os._exit)
+    resolved = resolve_model(str(tiny_models["bert_base_only"]))
+    result = engine.run(resolved, src, tmp_path / "out", engine.RaySettings(shard_rows=8), workers=2)
+    assert marker.exists()  # it did crash once
+    assert result.shards_written == 3 and result.rows == 24
+    assert engine.read_output(tmp_path / "out").column("id").to_pylist() == list(range(24))

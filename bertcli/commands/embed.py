@@ -117,6 +117,8 @@ def embed(
     lines = require_nonempty(iter_lines(texts, file))
     first = list(islice(lines, DEFAULT_WINDOW))
     resolved = resolve(model)
+    if backend == "onnx":
+        _announce_export(resolved, quantize)
     embedder = load_embedder(resolved, pooling=pooling, normalize=normalize, layer=layer, max_length=max_length,
                              on_long=on_long, device=device, threads=threads, max_tokens=max_tokens,
                              batch_size=batch_size, compute=compute, backend=backend, quantize=quantize)
@@ -147,6 +149,18 @@ def embed(
                     else f"wrote {out}")
 
 
+def _announce_export(resolved, quantize: str | None) -> None:
+    """Say so on stderr when this run makes the (one-off) ONNX export."""
+    from bertcli.backends import onnx as onnx_backend
+
+    onnx_backend.require_onnxruntime()
+    folder = onnx_backend.export_dir(resolved)
+    if not (folder / onnx_backend.MODEL_FILE).is_file():
+        output.info(f"exporting {resolved.display_name} to ONNX once (cached in {folder})")
+    elif quantize and not (folder / onnx_backend.QUANTIZED_FILES[quantize]).is_file():
+        output.info(f"quantizing the ONNX export to {quantize} once (cached in {folder})")
+
+
 def _run_ray(*, texts, model, file, out, pooling, normalize, layer, max_length, on_long, backend, quantize,
              max_tokens, batch_size, keep_text, text_column, id_column, shard_rows, address, workers, threads,
              similarity, device, compute, dtype) -> None:
@@ -171,6 +185,8 @@ def _run_ray(*, texts, model, file, out, pooling, normalize, layer, max_length, 
         text_column=text_column, id_column=id_column, shard_rows=shard_rows)
     ray_engine.require_ray()
     resolved = resolve(model)
+    if backend == "onnx":
+        _announce_export(resolved, quantize)
 
     def progress(event: dict) -> None:
         eta = event.get("eta")
