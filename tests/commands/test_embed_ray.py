@@ -148,6 +148,7 @@ def test_two_node_cluster_in_network_namespaces(tiny_models, tmp_path):
     tag = uuid.uuid4().hex[:5]
     ns_a, ns_b = f"bca{tag}", f"bcb{tag}"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # set for loopback runtimes; it forbids `ray start` clusters
     ray_bin = str(Path(sys.executable).with_name("ray"))
     head, port = "10.231.0.1", "6399"
     import tempfile
