@@ -233,6 +233,15 @@ def main() -> None:
         result["load_after"] = os.getloadavg()
         out = ROOT / "bench" / "out"
         out.mkdir(parents=True, exist_ok=True)
+        try:  # parts skipped this time keep their last figures (each part records its own load average)
+            previous = json.loads((out / "scale.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            previous = {}
+        for part in ("embed", "ray", "netns"):
+            if part in result:
+                result[part]["load"] = [result["load_before"][0], result["load_after"][0]]
+            elif part in previous:
+                result[part] = previous[part]
         (out / "scale.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         shutil.rmtree(work, ignore_errors=True)
     report(result)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -43,10 +42,9 @@ from bertcli.backends import default_threads
 from bertcli.errors import MissingDependencyError, ModelFileError, UsageError
 
 INSTALL_HINT = "pip install 'bertcli[onnx]'"
-EXPORT_FORMAT = 1  # bump when the exported graph's layout changes: old exports are then not reused
+EXPORT_FORMAT = 2  # bump when the exported graph's layout changes: old exports are then not reused
 OPSET = 17  # LayerNormalization is a single op from 17 on
-#: attention implementation traced into the graph (the eager one maps to plain MatMul/Softmax ops that ONNX
-#: Runtime fuses; see docs/onnx.md for the measurement)
+#: attention implementation traced into the graph (plain MatMul/Softmax ops)
 ATTN_IMPLEMENTATION = "eager"
 MODEL_FILE = "model.onnx"
 META_FILE = "meta.json"
@@ -268,15 +266,6 @@ def export_encoder(resolved: Any, dest: Path, *, allow_pickle: bool = False) -> 
             f"(max difference {diff:.3g} on real tokens)",
             hint="use --backend torch for this model",
         )
-    fused = _fuse(dest, num_heads=int(config.num_attention_heads), hidden_size=int(config.hidden_size))
-    if fused is not None:
-        fused_diff = _verify(wrapper, fused, check, input_names, output_names)
-        if fused_diff <= VERIFY_TOLERANCE:
-            os.replace(fused, dest)
-            diff = fused_diff
-        else:
-            fused.unlink()
-            fused = None
     seconds = time.perf_counter() - started
     return {
         "format": EXPORT_FORMAT,
@@ -297,7 +286,6 @@ def export_encoder(resolved: Any, dest: Path, *, allow_pickle: bool = False) -> 
         "torch": _version("torch"),
         "transformers": _version("transformers"),
         "onnxruntime": _version("onnxruntime"),
-        "fused": fused is not None,
         "export_seconds": round(seconds, 3),
         "verify_max_abs_diff": float(diff),
     }
@@ -334,28 +322,6 @@ def _verify(wrapper: Any, path: Path, inputs: dict[str, np.ndarray], input_names
     return diff
 
 
-def _fuse(path: Path, *, num_heads: int, hidden_size: int) -> Path | None:
-    """ONNX Runtime's transformer fusions (Attention, SkipLayerNorm, BiasGelu…) into a file beside ``path``.
-
-    About 1.7× faster than the plain graph on CPU for MiniLM (docs/onnx.md). None when the optimizer is
-    unavailable or fails; the caller keeps the result only if it still agrees with torch.
-    """
-    out = path.with_name(path.stem + ".fused.onnx")
-    try:
-        from onnxruntime.transformers.optimizer import optimize_model
-
-        with warnings.catch_warnings(), _quiet_logger("onnxruntime.transformers"), \
-                contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            optimized = optimize_model(str(path), model_type="bert", num_heads=num_heads, hidden_size=hidden_size)
-            optimized.save_model_to_file(str(out))
-    except Exception:  # noqa: BLE001 - fusion is an optimization: the plain graph stays
-        with contextlib.suppress(OSError):
-            out.unlink()
-        return None
-    return out
-
-
 def _quantize(source: Path, dest: Path) -> None:
     """Dynamic int8 quantization of ``source`` into ``dest`` (written under a temporary name, then renamed)."""
     _require_onnx()
@@ -366,8 +332,8 @@ def _quantize(source: Path, dest: Path) -> None:
     try:
         with warnings.catch_warnings(), _quiet_logger("onnxruntime.quantization"):
             warnings.simplefilter("ignore")
-            # per-channel int8 weights of the MatMuls only: min cos 0.98 to fp32 on MiniLM, against 0.90 for
-            # the default (per-tensor, embeddings and attention quantized too); see docs/onnx.md
+            # per-channel int8 weights of the MatMuls only: min cos 0.97-0.98 to fp32 on MiniLM, against 0.90
+            # for the default (per-tensor, embeddings quantized too); see docs/onnx.md
             quantize_dynamic(str(source), tmp, weight_type=QuantType.QInt8, per_channel=True,
                              op_types_to_quantize=["MatMul"], extra_options={"DefaultTensorType": 1})
         os.replace(tmp, dest)
