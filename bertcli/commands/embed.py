@@ -39,7 +39,7 @@ def embed(
     dtype: Annotated[str, typer.Option("--dtype", help="Output precision: float32 | float16.")] = "float32",
     similarity: Annotated[bool, typer.Option("--similarity", help="Print the cosine similarity matrix of the inputs instead of vectors.")] = False,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N | mps | auto.")] = "auto",
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch (default: torch's choice, the physical cores).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch or ONNX Runtime, per worker with --engine ray (default: the physical cores; / --workers on a local Ray runtime; 1 on a cluster).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="At most N texts per batch (default: only the token budget bounds it).")] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Token budget of a batch: texts × longest text, padding included (default: 1024 on cpu, 16384 on a GPU).", show_default=False)] = None,
     max_length: Annotated[int | None, typer.Option("--max-length", min=2, help="Truncate texts to N tokens (default: the model's limit; 256 for sentence-transformers MiniLM).")] = None,
