@@ -20,8 +20,9 @@ $(VENV)/.torch: $(BIN)/python
 install: $(VENV)/.torch
 	$(PIP) install -e '.[demo]'
 
+# The tests also exercise the optional backends (ONNX, Ray, matplotlib), so they are installed here.
 install-test: $(VENV)/.torch
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[test,onnx,ray,plot]'
 
 demo: install
 	@HF_HUB_OFFLINE=1 PATH="$(BIN):$$PATH" bash bench/demo.sh "$(MINILM)"
