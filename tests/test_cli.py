@@ -66,3 +66,16 @@ def test_only_the_selected_command_module_is_imported(minilm_dir):
             "assert mods == ['bertcli.commands.tokenize'], mods")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_shell_completion_sees_every_command_and_its_options():
+    import os
+
+    def complete(words: str, cword: int) -> list[str]:
+        env = {**os.environ, "_BERTCLI_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+        r = subprocess.run([sys.executable, "-m", "bertcli"], env=env, capture_output=True, text=True)
+        return r.stdout.split()
+
+    assert complete("bertcli to", 1) == ["tokenize"]
+    assert set(complete("bertcli tokenize --tr", 2)) == {"--truncation", "--truncate"}
+    assert "--pooling" in complete("bertcli embed --po", 2)
