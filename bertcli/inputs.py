@@ -64,21 +64,27 @@ def iter_lines(
         return
     if file is not None and str(file) != "-":
         path = Path(file).expanduser()
-        if path.is_dir():
-            raise BadInputError(f"{path} is a folder, not a text file")
-        try:
-            handle = open(path, "rb")  # noqa: SIM115 - closed below, after streaming
-        except FileNotFoundError as exc:
-            raise BadInputError(f"no such file: {path}") from exc
-        except OSError as exc:
-            raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        with handle:
+        with open_input(path) as handle:
             yield from _iter_stream(handle, str(path))
         return
     stream = stdin if stdin is not None else sys.stdin.buffer
     if file is None and not allow_tty and hasattr(stream, "isatty") and stream.isatty():
         raise UsageError("no input: give TEXT arguments, --file FILE, or pipe lines on stdin")
     yield from _iter_stream(stream, "<stdin>")
+
+
+def open_input(path: Path, *, what: str = "text file", missing: str = "file") -> BinaryIO:
+    """Open an input file for binary reading, with one clear BadInputError for a folder, a missing or an
+    unreadable file (``what``/``missing`` name it in the message, e.g. "context file")."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise BadInputError(f"{path} is a folder, not a {what}")
+    try:
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    except FileNotFoundError as exc:
+        raise BadInputError(f"no such {missing}: {path}") from exc
+    except OSError as exc:
+        raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -14,20 +14,19 @@ interrupted run never leaves a half file behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from bertcli.errors import OutputError, UsageError
+from bertcli.errors import UsageError
+from bertcli.files import atomic_write  # noqa: F401 - the sink writes files through it
 
 BASE_FORMATS = ("auto", "table", "json", "jsonl", "tsv")
 
@@ -366,43 +365,3 @@ def emit_one(record: dict, *, table: Callable[[dict], Any] | None = None, fmt: s
 
 # ---------------------------------------------------------------------------------------------------------
 # files
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file beside ``path``; rename it over ``path`` only when the block succeeds.
-
-    On any error (disk full, Ctrl-C) the temporary file is removed and ``path`` is left untouched.
-    """
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"cannot write {target}: folder {folder} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
-    except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
-        os.replace(tmp, target)
-    except OSError as exc:
-        _silent_unlink(tmp)
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    except BaseException:
-        _silent_unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _silent_unlink(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)

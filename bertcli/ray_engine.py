@@ -27,13 +27,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bertcli.files import atomic_write
 from bertcli.errors import BadInputError, BertcliError, MissingDependencyError, OutputError, UsageError
 
 INSTALL_HINT = "pip install 'bertcli[ray]'"
@@ -53,7 +53,7 @@ CRASH_ENV = "BERTCLI_RAY_CRASH_ONCE"
 
 
 class InjectedFault(RuntimeError):
-    """Raised by the driver when the test hook FAULT_ENV asks it to stop part-way."""
+    """Raised by the driver when the test hook FAULT_ENV asks it to stop part-way (see `_held_back`)."""
 
 
 class RayEngineError(BertcliError):
@@ -384,19 +384,8 @@ def write_shard(folder: Path, shard: Shard, ids: list, texts: list[str] | None, 
         columns["text"] = pa.array(texts, type=pa.string())
     columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), type=pa.float32()), dim)
     table = pa.table(columns).replace_schema_metadata({META_KEY: json.dumps(info).encode()})
-    fd, tmp = tempfile.mkstemp(prefix=f".{shard.name}.", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pq.write_table(table, handle, compression="zstd")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, folder / shard.name)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(folder / shard.name) as handle:
+        pq.write_table(table, handle, compression="zstd")
 
 
 def _remove_stale_parts(folder: Path) -> int:
@@ -446,6 +435,8 @@ class ShardWorker:
         import numpy as np
 
         _maybe_crash(shard, self.job.get("crash_once"))
+        if _held_back(shard, self.job.get("fault_after"), self.folder):
+            return {"fault": shard.index}
         started = time.perf_counter()
         s = self.settings
         rows = read_shard_rows(self.files[shard.file], shard, text_column=s.text_column, id_column=s.id_column)
@@ -495,6 +486,21 @@ def _maybe_crash(shard: Shard, spec: str | None) -> None:
     if int(index) == shard.index and marker and not os.path.exists(marker):
         Path(marker).write_text(str(os.getpid()))
         os._exit(1)
+
+
+def _held_back(shard: Shard, fault_after: int | None, folder: Path) -> bool:
+    """Test hook (FAULT_ENV=K): shards from K on are not written, so a run stops with exactly K shards done.
+
+    The worker holding such a shard first waits (a bounded time) until shards 0…K-1 are on disk, so the
+    outcome does not depend on how far Ray's streaming executor ran ahead of the driver.
+    """
+    if not fault_after or shard.index < fault_after:
+        return False
+    deadline = time.monotonic() + 60
+    wanted = [folder / SHARD_PATTERN.format(i) for i in range(fault_after)]
+    while time.monotonic() < deadline and not all(p.exists() for p in wanted):
+        time.sleep(0.05)
+    return True
 
 
 def _embedder_kwargs(s: RaySettings, effective: dict, threads: int) -> dict:
@@ -708,18 +714,9 @@ def _pin_run(out: Path, run_fp: str, resolved: Any, settings: RaySettings, files
 
 
 def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path, "w") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
 
 
 def _run_pool(resolved, files, todo, out, settings, effective, run_fp, workers, threads, total_rows, rows_done,
@@ -729,7 +726,7 @@ def _run_pool(resolved, files, todo, out, settings, effective, run_fp, workers, 
 
     job = {"resolved": resolved, "files": [asdict(f) for f in files], "output": str(out),
            "settings": asdict(settings), "effective": effective, "threads": threads, "fingerprint": run_fp,
-           "crash_once": os.environ.get(CRASH_ENV)}
+           "crash_once": os.environ.get(CRASH_ENV), "fault_after": fault_after}
 
     class _Worker(ShardWorker):  # the job travels inside the class: no constructor args in the object store
         def __init__(self):
@@ -751,6 +748,8 @@ def _run_pool(resolved, files, todo, out, settings, effective, run_fp, workers, 
             summary = json.loads(row["summary"])
             if "error" in summary:
                 raise _rebuild_error(summary["error"])
+            if "fault" in summary:
+                raise InjectedFault(f"test fault: shard {summary['fault']} held back after {written} shard(s)")
             written += 1
             rows_now += summary["input_rows"]
             if on_progress is not None:

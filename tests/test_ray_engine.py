@@ -202,7 +202,9 @@ def test_partial_shard_files_are_never_done(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(pq, "write_table", boom)
-    with pytest.raises(OSError):
+    from bertcli.errors import OutputError
+
+    with pytest.raises(OutputError, match="No space left on device"):
         engine.write_shard(tmp_path, shard, [30, 31], None, np.ones((2, 4), dtype=np.float32), info)
     assert list(tmp_path.iterdir()) == []
 

@@ -13,6 +13,7 @@ import typer
 from bertcli import output
 from bertcli.commands._common import FormatOpt, ModelOpt, QuietLongOpt, apply_output, examples, resolve
 from bertcli.errors import BadInputError, UsageError
+from bertcli.inputs import open_input
 
 EXAMPLES = examples(
     'bertcli qa -m spanbert-qa -q "What is Maching Learning?" -c "Machine Learning is a subset of Artifical '
@@ -113,14 +114,8 @@ def _read_context(context: str | None, context_file: Path | None) -> str:
     else:
         if context_file is not None and str(context_file) != "-":
             path = Path(context_file).expanduser()
-            if path.is_dir():
-                raise BadInputError(f"{path} is a folder, not a context file")
-            try:
-                raw = path.read_bytes()
-            except FileNotFoundError as exc:
-                raise BadInputError(f"no such context file: {path}") from exc
-            except OSError as exc:
-                raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+            with open_input(path, what="context file", missing="context file") as handle:
+                raw = handle.read()
             source = str(path)
         else:
             if context_file is None and sys.stdin.isatty():
@@ -146,14 +141,7 @@ def _read_records(path: Path) -> Iterator:
         handle, source = sys.stdin.buffer, "<stdin>"
     else:
         path = Path(path).expanduser()
-        if path.is_dir():
-            raise BadInputError(f"{path} is a folder, not a JSON Lines file")
-        try:
-            handle = open(path, "rb")  # noqa: SIM115 - closed when the stream ends
-        except FileNotFoundError as exc:
-            raise BadInputError(f"no such file: {path}") from exc
-        except OSError as exc:
-            raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        handle = open_input(path, what="JSON Lines file")  # closed when the stream ends
         source = str(path)
     try:
         for number, raw in enumerate(handle, start=1):
