@@ -263,7 +263,7 @@ def _specials_from_files(model: ResolvedModel, tok_config: dict) -> dict[str, st
     return specials
 
 
-def _cache_key_cheap(model: ResolvedModel, source: str, path: Path, tok_config: dict) -> str:
+def _conversion_key(model: ResolvedModel, source: str, path: Path, tok_config: dict) -> str:
     """A key that needs no transformers import: file contents plus the installed transformers version."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -293,7 +293,7 @@ def _load_converted(model: ResolvedModel, source: str, path: Path, tok_config: d
     from tokenizers import Tokenizer
 
     kind = LEGACY_KINDS.get(source, "unknown")
-    key = _cache_key_cheap(model, source, path, tok_config)
+    key = _conversion_key(model, source, path, tok_config)
     folder = converted_cache_dir() / key
     tok_file, meta_file = folder / "tokenizer.json", folder / "meta.json"
     if tok_file.is_file() and meta_file.is_file():
@@ -301,7 +301,7 @@ def _load_converted(model: ResolvedModel, source: str, path: Path, tok_config: d
             meta = json.loads(meta_file.read_text(encoding="utf-8"))
             backend = Tokenizer.from_file(str(tok_file))
             return backend, meta["special_tokens"], kind, f"{path} (converted, cached at {tok_file})"
-        except (OSError, ValueError, KeyError, Exception):  # noqa: BLE001 - a broken cache entry is rebuilt
+        except Exception:  # noqa: BLE001 - a broken cache entry is rebuilt
             pass
     hf_tok = _convert_with_transformers(model, source, path)
     backend = hf_tok.backend_tokenizer

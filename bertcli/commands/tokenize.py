@@ -10,7 +10,7 @@ import typer
 
 from bertcli import output
 from bertcli.commands._common import FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
-from bertcli.errors import UsageError
+from bertcli.errors import BadInputError, UsageError
 from bertcli.inputs import Line, batched, iter_lines, require_nonempty
 
 EXAMPLES = examples(
@@ -114,8 +114,6 @@ def _split_pairs(batch: list[Line], pair: str | None, pairs: bool) -> tuple[list
     for line in batch:
         first, tab, second = line.text.partition("\t")
         if not tab:
-            from bertcli.errors import BadInputError
-
             raise BadInputError(f"{line.source}, line {line.number}: --pairs expects 'TEXT<TAB>PAIR'")
         firsts.append(first)
         seconds.append(second)
