@@ -158,14 +158,17 @@ def register_commands(args: list[str]) -> None:
     """Import only the command being run; list the others by their one-line help.
 
     So `bertcli tokenize` never imports the modules of `embed` or `qa`, and a command's dependencies load only
-    when it runs. Shell completion needs every command's options, so then all are imported.
+    when it runs. The other commands' one-line summaries are needed only where the command list can be shown
+    (`bertcli --help`, no command, an unknown one), so a known command skips reading them. Shell completion
+    needs every command's options, so then all are imported.
     """
     wanted = selected_command(args)
     everything = "_BERTCLI_COMPLETE" in os.environ
+    known = any(name == wanted for name, _, _ in COMMANDS)
     for name, module, attr in COMMANDS:
         if everything or name == wanted:
             _register(name, module, attr)
-        else:
+        elif not known:
             _register_placeholder(name, module, attr)
 
 
