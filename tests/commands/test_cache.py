@@ -71,3 +71,42 @@ def test_verify_catches_truncated_blob(run_cli, fake_hub, tiny_bert_fast, tiny_a
                           "the hub lists 173472); run `bertcli cache rm org/tiny-bert -y` and download it again\n")
     ls = json.loads(run_cli("cache", "ls", "-f", "json", env=env).stdout)
     assert [r["revisions"][0]["weights"] for r in ls if r["repo"] == "org/tiny-bert"] == ["incomplete"]
+
+
+def _rm_on_terminal(repo: str, answer: bytes, env: dict[str, str]) -> tuple[int, str]:
+    """`bertcli cache rm REPO` with a pseudo-terminal as stdin, answering the question with ``answer``."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    leader, follower = pty.openpty()
+    full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "bertcli", "cache", "rm", repo], stdin=follower,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env)
+        os.write(leader, answer)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    return proc.returncode, err.decode()
+
+
+def test_rm_asks_on_a_terminal(run_cli, fake_hub, tiny_bert_fast, tiny_albert, tmp_path):
+    env, _, _ = _fill(run_cli, fake_hub, tmp_path, tiny_bert_fast, tiny_albert)
+    folder = tmp_path / "hub" / "models--org--tiny-bert"
+    size = json.loads(run_cli("cache", "rm", "org/tiny-bert", "--dry-run", "-f", "json", env=env).stdout)["freed_bytes"]
+    question = f"Remove org/tiny-bert ({size / 1000:.1f} KB) from the cache? [y/N]:"  # click writes the last space with input()
+
+    code, err = _rm_on_terminal("org/tiny-bert", b"n\n", env)
+    assert code == 2 and err == question + "error: nothing removed (not confirmed)\n"
+    assert folder.is_dir()
+    code, err = _rm_on_terminal("org/tiny-bert", b"\n", env)  # the default is no
+    assert code == 2 and folder.is_dir()
+
+    code, err = _rm_on_terminal("org/tiny-bert", b"y\n", env)
+    assert code == 0 and err == question + f"removed org/tiny-bert: freed {size / 1000:.1f} KB\n"
+    assert not folder.exists() and (tmp_path / "hub" / "models--org--tiny-albert").is_dir()
