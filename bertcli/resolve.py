@@ -89,10 +89,27 @@ class ResolvedModel:
 
     @cached_property
     def config(self) -> dict[str, Any]:
-        """config.json as a dict ({} when the reference is a bare tokenizer)."""
+        """config.json as a dict ({} when the reference is a bare tokenizer).
+
+        A config without ``model_type`` (early checkpoints such as SpanBERT/spanbert-base-cased) gets one from
+        the model's name where the name says it, as transformers 4 did (transformers 5 refuses such a config);
+        `inferred_model_type` then tells, and loaders pass this config explicitly.
+        """
         if not self.has_config:
             return {}
-        return read_config_file(self.file("config.json"))
+        data = read_config_file(self.file("config.json"))
+        if not data.get("model_type"):
+            guess = model_type_from_name(self.repo_id, self.alias, None if self.repo_id else self.path.name)
+            if guess:
+                data["model_type"] = guess
+                self._inferred_model_type = guess
+        return data
+
+    @property
+    def inferred_model_type(self) -> str | None:
+        """The model_type taken from the name because config.json has none (else None)."""
+        _ = self.config
+        return getattr(self, "_inferred_model_type", None)
 
     @property
     def model_type(self) -> str | None:
@@ -132,6 +149,22 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 FAMILIES = ("BERT", "ALBERT", "RoBERTa", "ELECTRA", "SpanBERT")
+
+#: model types a name may declare, longest first so that "albert" and "roberta" win over "bert"
+_NAME_MODEL_TYPES = ("xlm-roberta", "camembert", "roberta", "albert", "electra", "bert")
+
+
+def model_type_from_name(*names: str | None) -> str | None:
+    """transformers 4's rule for a config without model_type: the longest known type the name contains.
+
+    Only our families are recognized; the first name (repo id, alias, folder name) that says one wins.
+    """
+    for name in names:
+        lowered = (name or "").lower()
+        for model_type in _NAME_MODEL_TYPES:
+            if model_type in lowered:
+                return model_type
+    return None
 
 
 def detect_family(config: dict[str, Any], *, name_hints: list[str] = (), tokenizer_kind: str | None = None) -> str:

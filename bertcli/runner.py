@@ -188,6 +188,8 @@ def load_model(
         kwargs["dtype"] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    if resolved.inferred_model_type:  # config.json has no model_type: transformers 5 needs the config given
+        kwargs["config"] = transformers.AutoConfig.for_model(**resolved.config)
     try:
         model, info = auto_cls.from_pretrained(str(resolved.path), **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:

@@ -337,7 +337,8 @@ def _convert_with_transformers(model: ResolvedModel, source: str, path: Path):
 
     try:
         if model.tokenizer_file is None and (model.has("tokenizer_config.json") or model.has("config.json")):
-            return transformers.AutoTokenizer.from_pretrained(str(model.path))
+            extra = {"config": transformers.AutoConfig.for_model(**model.config)} if model.inferred_model_type else {}
+            return transformers.AutoTokenizer.from_pretrained(str(model.path), **extra)
         # A bare tokenizer file: copy it alone into a scratch folder so nothing else beside it is picked up.
         cls = getattr(transformers, LEGACY_CLASSES[source])
         with tempfile.TemporaryDirectory(prefix="bertcli-tok-") as scratch:

@@ -34,8 +34,13 @@ def resolve(ref: str | None, *, revision: str | None = None) -> ResolvedModel:
     """Resolve a model with the run's global settings (cache dir, offline); downloads are announced on stderr."""
     from bertcli.cli import run_settings
 
-    return resolve_model(ref, revision=revision, cache_dir=run_settings.cache_dir, offline=run_settings.offline,
-                         token=run_settings.token, on_download=output.info, progress=output.DownloadProgressBar())
+    resolved = resolve_model(ref, revision=revision, cache_dir=run_settings.cache_dir, offline=run_settings.offline,
+                             token=run_settings.token, on_download=output.info,
+                             progress=output.DownloadProgressBar())
+    if resolved.inferred_model_type:
+        output.warn(f"{resolved.display_name}: config.json has no model_type; reading it as "
+                    f"{resolved.inferred_model_type!r}, which its name says (as transformers 4 did)")
+    return resolved
 
 
 def examples(*lines: str) -> str:
