@@ -632,9 +632,13 @@ def run(
     if todo:
         started_ray = start_ray(address, cpus=workers * threads)
         try:
-            _quiet_ray_data()
-            written = _run_pool(resolved, files, todo, out, settings, effective, run_fp, workers, threads,
-                                total_rows, rows_done, started, on_progress, fault_after)
+            pool_args = (resolved, files, todo, out, settings, effective, run_fp, workers, threads, total_rows,
+                         rows_done, started)
+            if _through_ray_client():
+                written = _run_pool_on_cluster(pool_args, on_progress, fault_after)
+            else:
+                _quiet_ray_data()
+                written = _run_pool(*pool_args, on_progress, fault_after)
         finally:
             if started_ray:
                 import ray
@@ -717,6 +721,55 @@ def _write_json(path: Path, data: dict) -> None:
     with atomic_write(path, "w") as handle:
         json.dump(data, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
+
+
+def _through_ray_client() -> bool:
+    """True when this process is connected with Ray Client (``--address ray://…``)."""
+    try:
+        from ray.util.client import ray as client
+
+        return bool(client.is_connected())
+    except ImportError:
+        return False
+
+
+def _run_pool_on_cluster(pool_args: tuple, on_progress: Callable[[dict], None] | None, fault_after: int) -> int:
+    """`_run_pool` for Ray Client: Ray Data cannot execute through Ray Client (its streaming executor needs a
+    cluster-side driver; see ray-project/ray#42739), so the pool's driver runs as a task on the cluster
+    (num_cpus=0) and its progress comes back through a Ray queue. Inputs and the output folder must be at the
+    same paths on the cluster: shared storage, as the workers already need."""
+    import ray
+    from ray.util.queue import Empty, Queue
+
+    queue = Queue() if on_progress is not None else None
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def drive(args: tuple) -> int:
+        _quiet_ray_data()
+        return _run_pool(*args, queue.put if queue is not None else None, fault_after)
+
+    ref = drive.remote(pool_args)
+
+    def drain() -> None:
+        while queue is not None:
+            try:
+                on_progress(queue.get(block=False))
+            except Empty:
+                return
+
+    try:
+        while not ray.wait([ref], timeout=0.5)[0]:
+            drain()
+        drain()
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, (BertcliError, InjectedFault)):
+            raise cause from exc
+        raise RayEngineError(f"the Ray job on the cluster failed: {_worker_error_line(exc)}") from exc
+    finally:
+        if queue is not None:
+            queue.shutdown()
 
 
 def _run_pool(resolved, files, todo, out, settings, effective, run_fp, workers, threads, total_rows, rows_done,

@@ -171,18 +171,24 @@ def test_two_node_cluster_in_network_namespaces(tiny_models, tmp_path):
         texts = [f"line {i} of the two node test" for i in range(40)]
         (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
         model = tiny_models["bert_base_only"]
-        proc = subprocess.run(
-            ["ip", "netns", "exec", ns_a, sys.executable, "-m", "bertcli", "embed", "-m", str(model), "--engine", "ray",
-             "--address", f"{head}:{port}", "--workers", "2", "--file", "in.txt", "-o", "vecs", "--shard-rows", "5"],
-            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-        assert proc.returncode == 0, proc.stderr
-        ids, got = _vectors(tmp_path / "vecs")
-        assert ids == list(range(40))
         from bertcli.embed import load_embedder
         from bertcli.resolve import resolve_model
 
         want = load_embedder(resolve_model(str(model))).embed_array(texts)
-        assert ((got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)).min() >= 0.9999
+        # The three ways to name a cluster: its GCS address; `auto` (found through the address file `ray start`
+        # wrote in its temp dir, which RAY_TMPDIR points at); and Ray Client (`ray://`, port 10001 by default).
+        for label, address, extra in (("gcs", f"{head}:{port}", {}), ("auto", "auto", {"RAY_TMPDIR": ray_tmp}),
+                                      ("client", f"ray://{head}:10001", {})):
+            proc = subprocess.run(
+                ["ip", "netns", "exec", ns_a, sys.executable, "-m", "bertcli", "embed", "-m", str(model), "--engine",
+                 "ray", "--address", address, "--workers", "2", "--file", "in.txt", "-o", f"vecs-{label}",
+                 "--shard-rows", "5"],
+                capture_output=True, text=True, env={**env, **extra}, cwd=tmp_path, timeout=300)
+            assert proc.returncode == 0, f"--address {address}: {proc.stderr}"
+            ids, got = _vectors(tmp_path / f"vecs-{label}")
+            assert ids == list(range(40)), address
+            cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+            assert cos.min() >= 0.9999, address
     finally:
         for ns in (ns_b, ns_a):
             _kill_namespace_processes(ns)
