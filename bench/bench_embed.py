@@ -176,6 +176,10 @@ def main() -> None:
     for key in ("wall_s", "cpu_s", "peak_rss_mib"):
         result["bertcli_bf16"][key.split("_")[0] + "_ratio"] = result["bertcli_bf16"][key] / result["baseline"][key]
 
+    from bench.common import matmul_floor
+
+    result["matmul_floor"] = matmul_floor(Path(minilm) / "config.json", n_tokens)
+    result["matmul_floor"]["ratio_to_baseline"] = result["matmul_floor"]["floor_s"] / result["baseline"]["wall_s"]
     if not args.skip_memory:
         result["memory"] = memory_check(py, minilm, work, env, args.memory_lines)
 
@@ -188,6 +192,10 @@ def main() -> None:
               f"{r['wall_s'] / result['baseline']['wall_s']:8.2f}{r['peak_rss_mib'] / result['baseline']['peak_rss_mib']:7.2f}")
     print(f"cosine to baseline: bertcli min {result['cosine_min']:.7f} (max |diff| {result['max_abs_diff']:.1e}); "
           f"--compute bfloat16 min {result['bertcli_bf16']['cosine_min']:.7f}")
+    floor = result["matmul_floor"]
+    print(f"float32 matmul floor: {floor['flops_per_token'] / 1e6:.1f} MFLOP/token at {floor['gflop_per_s']:.0f} GFLOP/s "
+          f"(MKL, this CPU) = {floor['floor_s']:.2f}s = {floor['ratio_to_baseline']:.2f}x the baseline's wall, "
+          "before start-up, attention, GELU, LayerNorm")
     if "memory" in result:
         for row in result["memory"]:
             print(f"stream {row['lines']:>7} lines → .npy: peak RSS {row['peak_rss_mib']:.0f} MiB, "

@@ -98,6 +98,10 @@ def embed_benchmark(args, py, minilm, work, env) -> dict:
         result[name]["rss_ratio"] = result[name]["peak_rss_mib"] / result["baseline"]["peak_rss_mib"]
     result["int8_cos_to_fp32_onnx_min"] = float(cos_rows(vectors["onnx"], vectors["onnx_int8"]).min())
     result["int8_cos_to_fp32_onnx_mean"] = float(cos_rows(vectors["onnx"], vectors["onnx_int8"]).mean())
+    from bench.common import matmul_floor
+
+    result["matmul_floor"] = matmul_floor(Path(minilm) / "config.json", n_tokens)
+    result["matmul_floor"]["ratio_to_baseline"] = result["matmul_floor"]["floor_s"] / result["baseline"]["wall_s"]
     return result
 
 
@@ -260,6 +264,9 @@ def report(result: dict) -> None:
                   f"{r['cos_min']:11.6f}")
         print(f"first runs (export included): {e['first_run_with_export_s']}; int8 vs fp32 onnx cos min "
               f"{e['int8_cos_to_fp32_onnx_min']:.4f} mean {e['int8_cos_to_fp32_onnx_mean']:.4f}")
+        f = e["matmul_floor"]
+        print(f"float32 matmul floor: {f['gflop_per_s']:.0f} GFLOP/s → {f['floor_s']:.2f}s = "
+              f"{f['ratio_to_baseline']:.2f}x the baseline's wall, before anything else")
     if "ray" in result:
         r = result["ray"]
         print(f"\n{r['lines']} lines, --backend {r['backend']}: local {r['local']['wall_s']:.1f}s "

@@ -53,3 +53,35 @@ def save(name: str, data: dict) -> None:
 
 def median(xs):
     return statistics.median(xs)
+
+
+def matmul_floor(config_path: Path, n_tokens: int, *, threads: int = 2, rows: int = 1024) -> dict:
+    """The least time float32 matrix products alone need for an encoder over ``n_tokens`` tokens on this CPU.
+
+    FLOPs per token of a BERT layer's dense products: 2 × (4·h² + 2·h·i) (Q, K, V, output; the two FFN
+    matrices); attention scores and pooling are left out, so this is a lower bound. The rate is torch's
+    float32 GEMM (MKL) measured here on the layer's own shapes with ``rows`` tokens a batch, weighted by FLOPs.
+    """
+    import torch
+
+    cfg = json.loads(Path(config_path).read_text())
+    h, i, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    flops_per_token = layers * 2 * (4 * h * h + 2 * h * i)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    seconds = flops = 0.0
+    with torch.inference_mode():
+        for k, n, count in ((h, h, 4), (h, i, 1), (i, h, 1)):
+            x, w = torch.randn(rows, k), torch.randn(n, k)
+            for _ in range(5):
+                torch.nn.functional.linear(x, w)
+            reps = 40
+            start = time.perf_counter()
+            for _ in range(reps):
+                torch.nn.functional.linear(x, w)
+            seconds += (time.perf_counter() - start) / reps * count
+            flops += 2 * rows * k * n * count
+    torch.set_num_threads(before)
+    gflops = flops / seconds / 1e9
+    return {"gflop_per_s": gflops, "flops_per_token": flops_per_token,
+            "floor_s": n_tokens * flops_per_token / (gflops * 1e9), "threads": threads}
