@@ -184,3 +184,8 @@ def test_config_without_model_type_runs_by_its_name(run_cli, tiny_bert, tmp_path
     shown = run_cli("config", folder, "-f", "json")
     record = json.loads(shown.stdout)
     assert shown.returncode == 0 and (record["family"], record["config"]["model_type"]) == ("SpanBERT", "bert")
+    inspected = run_cli("inspect", folder, "-f", "json")
+    report = json.loads(inspected.stdout)
+    assert inspected.returncode == 0 and inspected.stderr == warning
+    assert (report["family"], report["model_type"]) == ("SpanBERT", "bert")
+    assert {c["command"]: c["available"] for c in report["capabilities"]}["embed"] is True
