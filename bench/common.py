@@ -55,12 +55,13 @@ def median(xs):
     return statistics.median(xs)
 
 
-def matmul_floor(config_path: Path, n_tokens: int, *, threads: int = 2, rows: int = 1024) -> dict:
+def matmul_floor(config_path: Path, n_tokens: int, baseline_s: float, *, threads: int = 2, rows: int = 1024) -> dict:
     """The least time float32 matrix products alone need for an encoder over ``n_tokens`` tokens on this CPU.
 
     FLOPs per token of a BERT layer's dense products: 2 × (4·h² + 2·h·i) (Q, K, V, output; the two FFN
     matrices); attention scores and pooling are left out, so this is a lower bound. The rate is torch's
     float32 GEMM (MKL) measured here on the layer's own shapes with ``rows`` tokens a batch, weighted by FLOPs.
+    ``ratio_to_baseline`` is the floor over ``baseline_s``, the baseline's wall time.
     """
     import torch
 
@@ -83,5 +84,6 @@ def matmul_floor(config_path: Path, n_tokens: int, *, threads: int = 2, rows: in
             flops += 2 * rows * k * n * count
     torch.set_num_threads(before)
     gflops = flops / seconds / 1e9
-    return {"gflop_per_s": gflops, "flops_per_token": flops_per_token,
-            "floor_s": n_tokens * flops_per_token / (gflops * 1e9), "threads": threads}
+    floor = n_tokens * flops_per_token / (gflops * 1e9)
+    return {"gflop_per_s": gflops, "flops_per_token": flops_per_token, "floor_s": floor,
+            "ratio_to_baseline": floor / baseline_s, "threads": threads}
