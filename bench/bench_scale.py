@@ -145,8 +145,6 @@ def _netns_reason() -> str | None:
 
 
 def netns_benchmark(args, py, minilm, work, env) -> dict:
-    import numpy as np
-
     reason = _netns_reason()
     if reason:
         return {"skipped": reason}
