@@ -9,6 +9,7 @@ import pytest
 
 from bertcli.errors import ModelFileError, ModelNotFoundError, OfflineError, UsageError
 from bertcli.resolve import ALIASES, hub_cache_dir, resolve_model, split_revision, validate_repo_id
+from tests.fixtures.tiny_models import copy_without_model_type
 
 
 def make_cached_repo(cache, repo_id, src, commit="a" * 40, ref="main"):
@@ -154,17 +155,6 @@ def test_spanbert_family_from_name(tmp_path, tiny_bert):
     assert snap.exists()
 
 
-def _without_model_type(src, dest):
-    """A copy of ``src`` whose config.json has no model_type and that has no tokenizer_config.json (like the
-    original SpanBERT release)."""
-    shutil.copytree(src, dest)
-    config = json.loads((dest / "config.json").read_text())
-    del config["model_type"]
-    (dest / "config.json").write_text(json.dumps(config))
-    (dest / "tokenizer_config.json").unlink(missing_ok=True)
-    return dest
-
-
 @pytest.mark.parametrize(("names", "expected"), [
     (("SpanBERT/spanbert-base-cased",), "bert"),
     (("albert-base-v2",), "albert"),
@@ -182,14 +172,14 @@ def test_model_type_from_name(names, expected):
 
 
 def test_config_without_model_type_is_read_by_its_name(tmp_path, tiny_bert):
-    source = _without_model_type(tiny_bert, tmp_path / "src")
+    source = copy_without_model_type(tiny_bert, tmp_path / "src")
     make_cached_repo(tmp_path / "hub", "SpanBERT/spanbert-base-cased", source)
     r = resolve_model("spanbert", cache_dir=tmp_path / "hub", offline=True)
     assert (r.model_type, r.inferred_model_type, r.family) == ("bert", "bert", "SpanBERT")
     # a folder is judged by its own name only, never by the folders above it
-    plain = resolve_model(str(_without_model_type(tiny_bert, tmp_path / "spanbert" / "weights")))
+    plain = resolve_model(str(copy_without_model_type(tiny_bert, tmp_path / "spanbert" / "weights")))
     assert (plain.model_type, plain.inferred_model_type, plain.family) == (None, None, "other")
-    named = resolve_model(str(_without_model_type(tiny_bert, tmp_path / "my-albert-copy")))
+    named = resolve_model(str(copy_without_model_type(tiny_bert, tmp_path / "my-albert-copy")))
     assert named.inferred_model_type == "albert"
     # a config that has a model_type is never second-guessed
     assert resolve_model(str(tiny_bert)).inferred_model_type is None

@@ -159,14 +159,10 @@ def test_output_file_format_from_suffix_and_table(inproc, tiny_bert, tmp_path, c
 def test_config_without_model_type_runs_by_its_name(run_cli, tiny_bert, tmp_path):
     """An early checkpoint's config.json (no model_type, no tokenizer_config.json, like SpanBERT's first release)
     is read as the type its name says, with a warning, and gives the same ids and vectors as the original."""
-    import shutil
+    from tests.fixtures.tiny_models import copy_without_model_type
 
-    folder = tmp_path / "spanbert-tiny"
-    shutil.copytree(tiny_bert, folder)
-    config = json.loads((folder / "config.json").read_text())
-    del config["model_type"]
-    (folder / "config.json").write_text(json.dumps(config))
-    (folder / "tokenizer_config.json").unlink()
+    folder = copy_without_model_type(tiny_bert, tmp_path / "spanbert-tiny")
+    hidden = json.loads((folder / "config.json").read_text())["hidden_size"]
     warning = (f"warning: {folder}: config.json has no model_type; reading it as 'bert', which its name says "
                "(as transformers 4 did)\n")
     texts = ["the cat sat on the mat", "hello world"]
@@ -176,7 +172,7 @@ def test_config_without_model_type_runs_by_its_name(run_cli, tiny_bert, tmp_path
     assert ran.returncode == 0 and ran.stderr == warning
     got = np.array([json.loads(line)["vector"] for line in ran.stdout.splitlines()])
     want = np.array([json.loads(line)["vector"] for line in original.stdout.splitlines()])
-    assert got.shape == want.shape == (2, config["hidden_size"])
+    assert got.shape == want.shape == (2, hidden)
     np.testing.assert_allclose(got, want, atol=1e-6)
 
     ids = run_cli("tokenize", "-m", folder, texts[0], "-f", "ids")
