@@ -8,6 +8,7 @@ a blob's file name in the cache *is* the hub's ETag — the sha256 of the conten
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -195,6 +196,20 @@ def _find_repo(info, repo_id: str):
     return None
 
 
+def _cached_repo(info, name: str):
+    """(repo id, its CachedRepoInfo or None) for a name as typed: the id as cached first, then its canonical id.
+
+    ``cache ls`` shows repos under the id they were cached with; a legacy id (``bert-base-uncased``) typed
+    as shown names that folder, not its current id's (``google-bert/bert-base-uncased``), when both exist.
+    """
+    repo_id, alias = canonical_repo_id(name)
+    if info is not None and alias is None and name != repo_id:
+        literal = _find_repo(info, name)
+        if literal is not None:
+            return name, literal
+    return repo_id, _find_repo(info, repo_id) if info is not None else None
+
+
 def _matching_revisions(repo, revision: str) -> list:
     """Revisions whose ref is ``revision`` or whose commit starts with it (at least 7 hex digits)."""
     found = [r for r in repo.revisions if revision in r.refs]
@@ -206,9 +221,8 @@ def _matching_revisions(repo, revision: str) -> list:
 def plan_removal(ref: str, *, cache_dir=None) -> Removal:
     """Plan removing ``MODEL[@REV]`` from the cache (nothing is deleted yet). Every path must lie in the cache."""
     name, revision = split_revision(ref)
-    repo_id, _ = canonical_repo_id(name)
     root, info = _scan(cache_dir)
-    repo = _find_repo(info, repo_id) if info is not None else None
+    repo_id, repo = _cached_repo(info, name)
     if repo is None:
         raise ModelNotFoundError(f"{repo_id} is not in the cache ({root})", hint="see `bertcli cache ls --all`")
     if revision:
@@ -221,21 +235,25 @@ def plan_removal(ref: str, *, cache_dir=None) -> Removal:
         revisions = list(repo.revisions)
     commits = sorted(r.commit_hash for r in revisions)
     if commits:
-        strategy = info.delete_revisions(*commits)
+        # delete_revisions matches bare commit hashes in every cached repo (and only in the first one that has
+        # each): two repos sharing a commit (a legacy and a current id, a mirror) would lose the wrong one.
+        # Planned on a view of the cache holding this repo alone, it can only touch this repo's paths.
+        strategy = dataclasses.replace(info, repos=frozenset({repo})).delete_revisions(*commits)
         paths = sorted({*strategy.repos, *strategy.snapshots, *strategy.refs, *strategy.blobs, *strategy.files})
         freed, whole = strategy.expected_freed_size, repo.repo_path in strategy.repos
     else:  # a repo folder with no snapshot (an interrupted first download): the folder itself goes
         strategy, paths, freed, whole = None, [repo.repo_path], repo.size_on_disk, True
     _check_inside(root, paths)
+    _check_inside(repo.repo_path, [p for p in paths if p != repo.repo_path], f"the folder of {repo_id}")
     return Removal(repo_id, commits, whole, freed, paths, strategy)
 
 
-def _check_inside(root: Path, paths: list[Path]) -> None:
+def _check_inside(root: Path, paths: list[Path], what: str = "the cache") -> None:
     base = Path(os.path.abspath(root))
     for path in paths:
         absolute = Path(os.path.abspath(path))
         if absolute == base or base not in absolute.parents:
-            raise UsageError(f"refusing to delete {path}: it is not inside the cache {base}")
+            raise UsageError(f"refusing to delete {path}: it is not inside {what} {base}")
 
 
 def remove(removal: Removal) -> int:
@@ -311,9 +329,8 @@ def verify(ref: str, *, cache_dir=None) -> list[FileCheck]:
     from huggingface_hub import get_cached_repo_tree
 
     name, revision = split_revision(ref)
-    repo_id, _ = canonical_repo_id(name)
     root, info = _scan(cache_dir)
-    repo = _find_repo(info, repo_id) if info is not None else None
+    repo_id, repo = _cached_repo(info, name)
     if repo is None:
         damaged = _verify_unscannable(root, repo_id, revision)
         if damaged is not None:

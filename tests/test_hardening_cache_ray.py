@@ -1,0 +1,110 @@
+"""Issue 13 (hardening) in the cache, hub and Ray areas: each case asserts the exit code, the one-line message
+and that nothing was lost or replaced.
+
+Cache folders are laid out by hand (the hub cache layout: blobs/, refs/, snapshots/ of relative links), so no
+server or download is needed; Ray cases stop before a runtime starts wherever the check allows it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def cache_repo(hub: Path, repo_id: str, files: dict[str, bytes], *, commit: str = COMMIT, ref: str = "main") -> Path:
+    """A cached model repo as huggingface_hub writes it: blobs named by their git sha1, relative snapshot links."""
+    folder = hub / ("models--" + repo_id.replace("/", "--"))
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / ref).write_text(commit)
+    for name, data in files.items():
+        etag = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        (folder / "blobs").mkdir(exist_ok=True)
+        (folder / "blobs" / etag).write_bytes(data)
+        link = folder / "snapshots" / commit / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path("../../blobs") / etag)
+    return folder
+
+
+BERT_FILES = {"config.json": b'{"model_type": "bert", "hidden_size": 8}', "vocab.txt": b"[PAD]\n[UNK]\nhello\n"}
+
+
+def _intact(folder: Path) -> bool:
+    """Every snapshot link of the repo still resolves to its blob, and its ref is there."""
+    links = list((folder / "snapshots").rglob("*"))
+    return (folder / "refs" / "main").is_file() and bool(links) and all(p.resolve().is_file() for p in links
+                                                                          if p.is_symlink())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# item 2: `cache rm` removes only the named repo, whatever the order huggingface_hub lists repos in
+
+
+@pytest.mark.parametrize("first", ["named", "other"])
+def test_rm_plan_touches_only_the_named_repo_whatever_the_scan_order(first, tmp_path, monkeypatch):
+    from bertcli import cache
+
+    hub = tmp_path / "hub"
+    named = cache_repo(hub, "org/model", BERT_FILES)
+    other = cache_repo(hub, "mirror/model", BERT_FILES)  # the same commit hash
+    real_scan = cache._scan
+
+    def ordered_scan(cache_dir=None):  # the scan's repos in a fixed order instead of a set's
+        root, info = real_scan(cache_dir)
+        repos = sorted(info.repos, key=lambda r: (r.repo_id == "org/model") == (first == "other"))
+        assert [r.repo_id for r in repos][0] == ("org/model" if first == "named" else "mirror/model")
+        return root, dataclasses.replace(info, repos=tuple(repos))
+
+    monkeypatch.setattr(cache, "_scan", ordered_scan)
+    plan = cache.plan_removal("org/model", cache_dir=hub)
+    assert plan.repo_id == "org/model" and plan.commits == [COMMIT] and plan.whole_repo
+    assert plan.paths == [named]
+    cache.remove(plan)
+    assert not named.exists() and _intact(other)
+
+
+def test_rm_two_repos_one_commit(run_cli, tmp_path):
+    hub = tmp_path / "hub"
+    legacy = cache_repo(hub, "bert-base-uncased", BERT_FILES)
+    current = cache_repo(hub, "google-bert/bert-base-uncased", BERT_FILES)
+    mirror = cache_repo(hub, "mirror/bert", BERT_FILES)
+    listed = json.loads(run_cli("--cache-dir", hub, "cache", "ls", "-f", "json").stdout)
+    assert sorted(r["repo"] for r in listed) == ["bert-base-uncased", "google-bert/bert-base-uncased", "mirror/bert"]
+
+    # the legacy id as `cache ls` shows it names its own folder, not the current id's
+    gone = run_cli("--cache-dir", hub, "cache", "rm", "bert-base-uncased", "-y", "-f", "json")
+    assert gone.returncode == 0, gone.stderr
+    assert gone.stderr.startswith("removed bert-base-uncased: freed ") and gone.stderr.count("\n") == 1
+    assert json.loads(gone.stdout)["repo"] == "bert-base-uncased"
+    assert not legacy.exists() and _intact(current) and _intact(mirror)
+
+    gone = run_cli("--cache-dir", hub, "cache", "rm", "mirror/bert", "-y")
+    assert gone.returncode == 0 and gone.stderr.startswith("removed mirror/bert: freed ")
+    assert not mirror.exists() and _intact(current)
+    ok = run_cli("--cache-dir", hub, "cache", "verify", "google-bert/bert-base-uncased")
+    assert ok.returncode == 0 and ok.stderr == "2 files verified\n"
+
+    # once the legacy folder is gone, the legacy id means the current repo again (as everywhere in bertcli)
+    gone = run_cli("--cache-dir", hub, "cache", "rm", "bert-base-uncased", "-y")
+    assert gone.returncode == 0 and gone.stderr.startswith("removed google-bert/bert-base-uncased: freed ")
+    assert not current.exists()
+
+
+def test_rm_one_revision_shared_with_another_repo(run_cli, tmp_path):
+    """@REV of a repo with two revisions: only that repo's snapshot and ref go, the twin keeps the same commit."""
+    hub = tmp_path / "hub"
+    two = cache_repo(hub, "org/two", BERT_FILES)
+    cache_repo(hub, "org/two", {"config.json": b'{"model_type": "bert", "hidden_size": 16}'},
+               commit="f" * 40, ref="dev")
+    twin = cache_repo(hub, "org/twin", BERT_FILES)
+    gone = run_cli("--cache-dir", hub, "cache", "rm", f"org/two@{COMMIT[:10]}", "-y", "-f", "json")
+    assert gone.returncode == 0, gone.stderr
+    assert json.loads(gone.stdout)["commits"] == [COMMIT]
+    assert not (two / "snapshots" / COMMIT).exists() and (two / "snapshots" / ("f" * 40)).is_dir()
+    assert _intact(twin)
