@@ -74,7 +74,11 @@ def _scan(cache_dir=None):
 
     root = hub_cache_dir(cache_dir)
     if not root.is_dir():
-        return root, None
+        # As `hf cache ls` does ("Cache directory not found"): a cache folder that is not there is named, not
+        # shown as an empty cache — a mistyped --cache-dir must not look like "nothing cached".
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise ModelNotFoundError(f"the hub cache folder {root} {what}",
+                                 hint="--cache-dir, HF_HUB_CACHE or HF_HOME name the cache; `bertcli download MODEL` fills it")
     try:
         return root, scan_cache_dir(root)
     except Exception as exc:  # noqa: BLE001 - CacheNotFound, unreadable folder
@@ -196,13 +200,34 @@ def _find_repo(info, repo_id: str):
     return None
 
 
-def _cached_repo(info, name: str):
+_NOT_A_REPO = {
+    "verify": ("cache verify checks cached hub models (their files against the hashes the hub gave)",
+               "for a model folder, `bertcli inspect {name} --tensors` reads its weights' headers and sizes"),
+    "rm": ("cache rm removes cached hub models only", "it never deletes anything outside the hub cache"),
+}
+
+
+def _repo_name(name: str, command: str) -> tuple[str, str | None]:
+    """canonical_repo_id of a name typed to `cache rm/verify`; a local path (never a valid repo id) is refused
+    with what the command does instead (exit 2)."""
+    try:
+        return canonical_repo_id(name)
+    except ModelNotFoundError:
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise
+        what, hint = _NOT_A_REPO[command]
+        kind = "folder" if path.is_dir() else "file"
+        raise UsageError(f"{what}: {name} is a local {kind}, not a hub repo id", hint=hint.format(name=name)) from None
+
+
+def _cached_repo(info, name: str, command: str):
     """(repo id, its CachedRepoInfo or None) for a name as typed: the id as cached first, then its canonical id.
 
     ``cache ls`` shows repos under the id they were cached with; a legacy id (``bert-base-uncased``) typed
     as shown names that folder, not its current id's (``google-bert/bert-base-uncased``), when both exist.
     """
-    repo_id, alias = canonical_repo_id(name)
+    repo_id, alias = _repo_name(name, command)
     if info is not None and alias is None and name != repo_id:
         literal = _find_repo(info, name)
         if literal is not None:
@@ -221,8 +246,9 @@ def _matching_revisions(repo, revision: str) -> list:
 def plan_removal(ref: str, *, cache_dir=None) -> Removal:
     """Plan removing ``MODEL[@REV]`` from the cache (nothing is deleted yet). Every path must lie in the cache."""
     name, revision = split_revision(ref)
+    _repo_name(name, "rm")  # a bad name fails before the cache is read
     root, info = _scan(cache_dir)
-    repo_id, repo = _cached_repo(info, name)
+    repo_id, repo = _cached_repo(info, name, "rm")
     if repo is None:
         raise ModelNotFoundError(f"{repo_id} is not in the cache ({root})", hint="see `bertcli cache ls --all`")
     if revision:
@@ -329,8 +355,9 @@ def verify(ref: str, *, cache_dir=None) -> list[FileCheck]:
     from huggingface_hub import get_cached_repo_tree
 
     name, revision = split_revision(ref)
+    _repo_name(name, "verify")  # a bad name fails before the cache is read
     root, info = _scan(cache_dir)
-    repo_id, repo = _cached_repo(info, name)
+    repo_id, repo = _cached_repo(info, name, "verify")
     if repo is None:
         damaged = _verify_unscannable(root, repo_id, revision)
         if damaged is not None:

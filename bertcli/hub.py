@@ -502,7 +502,7 @@ def download(
                   pickle_only=pickle_only, repo_label=label)
     if is_offline(offline):
         return _download_offline(repo_id, revision=revision, cache=cache, local=local, select=select,
-                                 dry_run=dry_run, label=label)
+                                 dry_run=dry_run, label=label, why=_offline_source(offline))
 
     from huggingface_hub import HfApi, snapshot_download
 
@@ -575,7 +575,18 @@ def _repo_folder(repo_id: str) -> str:
     return repo_folder_name(repo_id=repo_id, repo_type="model")
 
 
-def _download_offline(repo_id, *, revision, cache, local, select, dry_run, label) -> DownloadResult:
+def _offline_source(offline: bool | None) -> str:
+    """What switched offline mode on, as the user can undo it."""
+    if offline:
+        return "--offline"
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").lower() in ("1", "true", "yes", "on"):
+            return f"{var}={os.environ[var]}"
+    return "offline mode"
+
+
+def _download_offline(repo_id, *, revision, cache, local, select, dry_run, label,
+                      why: str = "offline mode") -> DownloadResult:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -588,8 +599,13 @@ def _download_offline(repo_id, *, revision, cache, local, select, dry_run, label
                                         allow_patterns=[glob.escape(p) for p in chosen] if chosen else None))
     except (LocalEntryNotFoundError, ValueError, OSError) as exc:
         where = local if local is not None else cache
-        raise OfflineError(f"{label} is not (completely) downloaded in {where} and offline mode is on",
-                           hint=f"run `bertcli download {label}` where the hub is reachable") from exc
+        # Not "run bertcli download …": that is what just failed. Downloading needs the hub; without it only
+        # files already on disk help (a folder holding the model, checked by --local-dir or used with -m).
+        raise OfflineError(f"{label} is not (completely) downloaded in {where} and offline mode is on ({why})",
+                           hint=f"downloading needs the hub: run it again with the network and without {why}"
+                                + (f"; offline, --local-dir only takes a folder that already holds the model"
+                                   if local is not None else ", or point --local-dir (or a command's -m) at a "
+                                   "folder that already holds the model")) from exc
     if chosen is None:
         chosen = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
                         if p.is_file() and ".cache" not in p.relative_to(folder).parts)

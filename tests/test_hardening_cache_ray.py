@@ -21,6 +21,7 @@ def cache_repo(hub: Path, repo_id: str, files: dict[str, bytes], *, commit: str 
     """A cached model repo as huggingface_hub writes it: blobs named by their git sha1, relative snapshot links."""
     folder = hub / ("models--" + repo_id.replace("/", "--"))
     (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
     (folder / "refs" / ref).write_text(commit)
     for name, data in files.items():
         etag = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
@@ -108,3 +109,35 @@ def test_rm_one_revision_shared_with_another_repo(run_cli, tmp_path):
     assert json.loads(gone.stdout)["commits"] == [COMMIT]
     assert not (two / "snapshots" / COMMIT).exists() and (two / "snapshots" / ("f" * 40)).is_dir()
     assert _intact(twin)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# items 9 and 11: what `cache verify` says of a folder, and `cache ls` of a cache folder that is not there
+
+
+def test_verify_of_a_local_folder_says_what_verify_checks(run_cli, tmp_path):
+    hub = tmp_path / "hub"
+    cache_repo(hub, "org/model", BERT_FILES)
+    (tmp_path / "folder").mkdir()
+    proc = run_cli("--cache-dir", hub, "cache", "verify", "./folder")
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == ("error: cache verify checks cached hub models (their files against the hashes the hub "
+                           "gave): ./folder is a local folder, not a hub repo id; for a model folder, `bertcli "
+                           "inspect ./folder --tensors` reads its weights' headers and sizes\n")
+    # checked before the cache is read: the same with a cache that does not exist
+    assert run_cli("--cache-dir", tmp_path / "nope", "cache", "verify", "./folder").stderr == proc.stderr
+
+
+def test_ls_of_a_cache_folder_that_does_not_exist(run_cli, tmp_path):
+    missing = tmp_path / "nonexistent"
+    for args in (["cache", "ls"], ["cache", "ls", "--all", "-f", "json"], ["cache", "rm", "org/x", "-y"],
+                 ["cache", "verify", "org/x"]):
+        proc = run_cli("--cache-dir", missing, *args)
+        assert (proc.returncode, proc.stdout) == (3, ""), args
+        assert proc.stderr == (f"error: the hub cache folder {missing} does not exist; --cache-dir, HF_HUB_CACHE or "
+                               "HF_HOME name the cache; `bertcli download MODEL` fills it\n"), args
+    assert not missing.exists()
+    (tmp_path / "afile").write_text("x")
+    proc = run_cli("--cache-dir", tmp_path / "afile", "cache", "ls")
+    assert proc.returncode == 3 and proc.stderr.startswith(f"error: the hub cache folder {tmp_path / 'afile'} is "
+                                                           "not a folder;")

@@ -47,3 +47,26 @@ def examples(*lines: str) -> str:
     """An 'Examples' epilog for --help (Rich markup escaped)."""
     body = "\n\n".join(f"  [bold]$[/bold] {line.replace('[', chr(92) + '[')}" for line in lines)
     return f"[bold]Examples[/bold]\n\n{body}"
+
+
+def fit_table(build, optional: tuple[str, ...] = ()):
+    """A Rich table that fits the console: ``build(dropped)`` makes the table without the columns named in
+    ``dropped``; ``optional`` columns are dropped in that order while even the table's narrowest layout (every
+    wrappable column wrapped) is wider than the console — the point where Rich would start cutting cells.
+
+    Callers keep ids and paths whole (``no_wrap`` with ``min_width``) and let prose columns wrap: dropping a
+    column of extras first means an id is never cut to ``goo…`` to make room for them.
+    """
+    from rich.measure import Measurement
+
+    console = output.console()
+    unbounded = console.options.update(max_width=1 << 16)  # console.measure clamps to the console's width
+
+    dropped: set[str] = set()
+    table = build(dropped)
+    for name in optional:
+        if Measurement.get(console, unbounded, table).minimum <= console.width:
+            break
+        dropped.add(name)
+        table = build(dropped)
+    return table

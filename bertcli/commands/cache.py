@@ -39,6 +39,14 @@ def ls(
     models = cache.list_models(run_settings.cache_dir, all_repos=all_repos)
     for problem in cache.cache_problems(run_settings.cache_dir):
         output.warn(f"unreadable cache entry: {problem}")
+    if not models:
+        from bertcli.resolve import hub_cache_dir
+
+        root = hub_cache_dir(run_settings.cache_dir)
+        if all_repos or not cache.list_models(run_settings.cache_dir, all_repos=True):
+            output.info(f"the hub cache {root} holds no models")
+        else:
+            output.info(f"the hub cache {root} holds no BERT-family models (--all lists the other repos)")
     output.emit((m.record() for m in models), fmt=fmt_resolved, table=_ls_table, tsv_rows=_ls_rows,
                 tsv_columns=["repo", "family", "commit", "refs", "size", "weights", "files", "last_used"])
 
@@ -50,24 +58,42 @@ def _ls_rows(record: dict):
 
 
 def _ls_table(records: list[dict]):
+    from bertcli.commands._common import fit_table
+
+    # repo ids never wrap or truncate (they are copied into `cache rm`); the revision column folds, and
+    # narrow terminals lose last used, then files, family, size and weights (all in `-f json`)
+    return fit_table(lambda dropped: _ls_table_without(records, dropped),
+                     ("last used", "files", "family", "size", "weights"))
+
+
+def _ls_table_without(records: list[dict], dropped: set[str]):
     from rich.table import Table
 
     table = Table(show_edge=False, header_style="bold")
-    for col, justify in (("repo", "left"), ("family", "left"), ("revision", "left"), ("size", "right"),
-                         ("weights", "left"), ("files", "right"), ("last used", "left")):
-        table.add_column(col, justify=justify)
+    columns = [c for c in ("repo", "family", "revision", "size", "weights", "files", "last used") if c not in dropped]
+    longest = max((len(r["repo"]) for r in records), default=4)
+    for col in columns:
+        if col == "repo":
+            table.add_column(col, overflow="fold", min_width=longest)  # folds only on a terminal narrower than an id
+        elif col == "revision":
+            table.add_column(col, overflow="fold", min_width=12)  # the short commit stays whole
+        elif col == "last used":
+            table.add_column(col, min_width=10)  # wraps between date and time
+        else:
+            table.add_column(col, justify="right" if col in ("size", "files") else "left", no_wrap=True)
     for rec in records:
         for i, rev in enumerate(rec["revisions"]):
             refs = ",".join(rev["refs"])
             weights = {"complete": "[green]complete[/green]", "incomplete": "[red]incomplete[/red]"}.get(
                 rev["weights"], "[dim]none[/dim]")
-            table.add_row(rec["repo"] if i == 0 else "", rec["family"] if i == 0 else "",
-                          f"{rev['commit'][:12]}" + (f" ({refs})" if refs else ""), format_bytes(rev["size"]),
-                          weights, str(len(rev["files"])), rec["last_used"].replace("T", " ")[:16] if i == 0 else "")
+            cells = {"repo": rec["repo"] if i == 0 else "", "family": rec["family"] if i == 0 else "",
+                     "revision": f"{rev['commit'][:12]}" + (f" ({refs})" if refs else ""),
+                     "size": format_bytes(rev["size"]), "weights": weights, "files": str(len(rev["files"])),
+                     "last used": rec["last_used"].replace("T", " ")[:16] if i == 0 else ""}
+            table.add_row(*(cells[c] for c in columns))
         if rec["partial_downloads"]:
-            table.add_row("", "", f"[yellow]{rec['partial_downloads']} partial download(s)[/yellow]", "", "", "", "")
-    if not records:
-        table.caption = "no cached models (try --all)"
+            note = {"revision": f"[yellow]{rec['partial_downloads']} partial download(s)[/yellow]"}
+            table.add_row(*(note.get(c, "") for c in columns))
     return table
 
 

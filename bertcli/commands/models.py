@@ -32,15 +32,27 @@ def models(fmt: FormatOpt = None, quiet: QuietOpt = False) -> None:
 
 
 def _table(records: list[dict]):
+    from bertcli.commands._common import fit_table
+
+    # hub ids never truncate: on a narrow terminal the description moves under the id instead of being cut
+    return fit_table(lambda dropped: _table_without(records, dropped), ("description",))
+
+
+def _table_without(records: list[dict], dropped: set[str]):
     from rich.table import Table
 
     table = Table(show_edge=False, header_style="bold")
+    longest = max((len(r["repo_id"]) for r in records), default=6)
     table.add_column("alias", no_wrap=True)
-    table.add_column("hub id", no_wrap=True)
-    for col in ("family", "cached", "description"):
-        table.add_column(col)
+    table.add_column("hub id", overflow="fold", min_width=longest)
+    table.add_column("family", no_wrap=True)
+    table.add_column("cached", no_wrap=True)
+    if "description" not in dropped:
+        table.add_column("description", min_width=24)
     for rec in records:
         hub = rec["repo_id"] + (f"\n[dim]legacy: {', '.join(rec['legacy_ids'])}[/dim]" if rec["legacy_ids"] else "")
-        table.add_row(f"[bold]{rec['alias']}[/bold]", hub, rec["family"],
-                      "[green]yes[/green]" if rec["cached"] else "[dim]no[/dim]", rec["description"])
+        if "description" in dropped:
+            hub += f"\n[italic]{rec['description']}[/italic]"
+        cells = [f"[bold]{rec['alias']}[/bold]", hub, rec["family"], "[green]yes[/green]" if rec["cached"] else "[dim]no[/dim]"]
+        table.add_row(*cells, *(() if "description" in dropped else (rec["description"],)))
     return table

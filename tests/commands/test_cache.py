@@ -44,9 +44,14 @@ def test_ls_rm(run_cli, fake_hub, tiny_bert_fast, tiny_albert, tmp_path):
     assert again.returncode == 3 and "org/tiny-bert is not in the cache" in again.stderr
     outside = tmp_path / "keep.txt"
     outside.write_text("precious")
-    for trick in ("../keep.txt", str(outside), "org/../../keep.txt", "..", "../hub"):
+    for trick in ("../keep.txt", "org/../../keep.txt", "../hub"):  # no such path: not a repo id either
         bad = run_cli("cache", "rm", trick, "-y", env=env)
         assert bad.returncode == 3 and "not a valid hub repo id" in bad.stderr.replace("nor a valid", "not a valid"), trick
+    for trick, kind in ((str(outside), "file"), ("..", "folder"), (".", "folder")):  # paths that exist: refused
+        bad = run_cli("cache", "rm", trick, "-y", env=env)
+        assert (bad.returncode, bad.stderr) == (2, f"error: cache rm removes cached hub models only: {trick} is a "
+                                                   f"local {kind}, not a hub repo id; it never deletes anything "
+                                                   "outside the hub cache\n"), trick
     assert outside.read_text() == "precious" and (tmp_path / "hub" / "models--org--tiny-albert").is_dir()
     one_rev = run_cli("cache", "rm", f"org/tiny-albert@{albert[:10]}", "-y", "-f", "json", env=env)
     assert one_rev.returncode == 0 and json.loads(one_rev.stdout)["commits"] == [albert]
@@ -110,3 +115,41 @@ def test_rm_asks_on_a_terminal(run_cli, fake_hub, tiny_bert_fast, tiny_albert, t
     code, err = _rm_on_terminal("org/tiny-bert", b"y\n", env)
     assert code == 0 and err == question + f"removed org/tiny-bert: freed {size / 1000:.1f} KB\n"
     assert not folder.exists() and (tmp_path / "hub" / "models--org--tiny-albert").is_dir()
+
+
+def _cache_repo(hub, repo_id, model_type="bert"):
+    from tests.test_hardening_cache_ray import cache_repo
+
+    return cache_repo(hub, repo_id, {"config.json": b'{"model_type": "%s"}' % model_type.encode()})
+
+
+def test_ls_empty_cache_says_what_is_true(run_cli, tmp_path):
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    for args in (["cache", "ls"], ["cache", "ls", "--all"]):
+        proc = run_cli("--cache-dir", hub, *args, "-f", "json")
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "[]\n", f"the hub cache {hub} holds no models\n")
+    _cache_repo(hub, "org/gpt", "gpt2")
+    proc = run_cli("--cache-dir", hub, "cache", "ls", "-f", "table", env={"COLUMNS": "80"})
+    assert proc.returncode == 0 and "try --all" not in proc.stdout + proc.stderr
+    assert proc.stderr == f"the hub cache {hub} holds no BERT-family models (--all lists the other repos)\n"
+    proc = run_cli("--cache-dir", hub, "cache", "ls", "--all", "-f", "table", env={"COLUMNS": "80"})
+    assert proc.returncode == 0 and proc.stderr == "" and "org/gpt" in proc.stdout
+
+
+def test_ls_table_never_cuts_a_repo_id(run_cli, tmp_path):
+    hub = tmp_path / "hub"
+    ids = ["google-bert/bert-base-multilingual-uncased", "nlptown/bert-base-multilingual-uncased-sentiment",
+           "org/tiny"]
+    for repo_id in ids:
+        _cache_repo(hub, repo_id)
+    for columns in ("80", "110", "250"):
+        proc = run_cli("--cache-dir", hub, "cache", "ls", "-f", "table", env={"COLUMNS": columns})
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert max(len(line) for line in lines) <= int(columns), columns
+        assert "…" not in proc.stdout, columns
+        for repo_id in ids:
+            assert any(line.startswith(f" {repo_id} ") for line in lines), (columns, repo_id)
+        assert proc.stdout.count("0123456789ab") == 3, columns  # every short commit whole
+    assert "last used" in proc.stdout and "family" in proc.stdout  # all columns when there is room

@@ -86,7 +86,17 @@ def test_errors_unreachable_and_offline(run_cli, fake_hub, tiny_bert_fast, tmp_p
     cached = run_cli("download", REPO, "--offline", env=env)
     assert cached.returncode == 0 and cached.stdout == ok.stdout and fake_hub.requests == []
     absent = run_cli("download", "org/other", "--offline", env=env)
-    assert absent.returncode == 4 and "offline mode is on" in absent.stderr and fake_hub.requests == []
+    assert absent.returncode == 4 and fake_hub.requests == []
+    # what helps is the network or a folder you have, not "run bertcli download org/other" (what just failed)
+    assert absent.stderr == (f"error: org/other is not (completely) downloaded in {tmp_path / 'hub'} and offline "
+                             "mode is on (--offline); downloading needs the hub: run it again with the network and "
+                             "without --offline, or point --local-dir (or a command's -m) at a folder that already "
+                             "holds the model\n")
+    have = tmp_path / "have"
+    have.mkdir()
+    (have / "config.json").write_text('{"model_type": "bert"}')
+    local = run_cli("download", "org/other", "--offline", "--local-dir", have, env=env)
+    assert local.returncode == 0 and local.stdout == f"{have}\n" and fake_hub.requests == []
 
 
 def test_four_concurrent_downloads_make_one_snapshot(fake_hub, tiny_bert_fast, tmp_path):
