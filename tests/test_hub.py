@@ -224,8 +224,11 @@ def test_cache_ls_rm_verify(fake_hub, tiny_bert_fast, tiny_roberta, tmp_path, on
     assert (tmp_path / "models--org--tiny-roberta").is_dir() and (tmp_path / "models--org--notes").is_dir()
     with pytest.raises(ModelNotFoundError, match="org/tiny-bert is not in the cache"):
         cache.plan_removal("org/tiny-bert", cache_dir=tmp_path)
-    for trick in ("../models--org--notes", "/etc", "org/../../x", "..", "org/tiny-roberta/../../x"):
+    for trick in ("../models--org--notes", "org/../../x", "org/tiny-roberta/../../x"):
         with pytest.raises(ModelNotFoundError, match="valid hub repo id"):
+            cache.plan_removal(trick, cache_dir=tmp_path)
+    for trick in ("/etc", ".."):  # paths that exist: refused as what they are
+        with pytest.raises(UsageError, match="is a local folder, not a hub repo id"):
             cache.plan_removal(trick, cache_dir=tmp_path)
     with pytest.raises(ModelNotFoundError, match="no cached revision 'v9'"):
         cache.plan_removal("org/tiny-roberta@v9", cache_dir=tmp_path)
