@@ -57,9 +57,20 @@ class InjectedFault(RuntimeError):
 
 
 class RayEngineError(BertcliError):
-    """A Ray run failed (cluster unreachable, a worker failed beyond its retries)."""
+    """A Ray run failed (a worker failed beyond its retries, the local runtime did not start)."""
 
     exit_code = 1
+
+
+class RayClusterError(RayEngineError):
+    """The Ray cluster named with --address cannot be reached or joined in time (a network error: exit 8)."""
+
+    exit_code = 8
+
+
+#: seconds joining `--address` may take before the run gives up (exit 8); CONNECT_TIMEOUT_ENV overrides it
+CONNECT_TIMEOUT = 30.0
+CONNECT_TIMEOUT_ENV = "BERTCLI_RAY_CONNECT_TIMEOUT"
 
 
 def require_ray():
@@ -156,6 +167,8 @@ def plan_shards(paths: list[Path], shard_rows: int = DEFAULT_SHARD_ROWS, *,
             rows = _parquet_rows(path, columns)
             bounds = [(s, min(s + shard_rows, rows), None, None) for s in range(0, rows, shard_rows)]
         else:
+            if kind == "jsonl" and columns:
+                _check_jsonl_fields(path, columns)
             rows, offsets = _line_offsets(path, shard_rows)
             bounds = [(s, min(s + shard_rows, rows), offsets[i], offsets[i + 1])
                       for i, s in enumerate(range(0, rows, shard_rows))]
@@ -177,9 +190,39 @@ def _parquet_rows(path: Path, columns: tuple[str, ...] = ()) -> int:
     names = pf.schema_arrow.names
     for column in columns:
         if column not in names:
-            raise BadInputError(f"{path} has no column {column!r} (columns: {', '.join(names)})",
+            raise BadInputError(f"{path} has no column {column!r} (columns: {', '.join(repr(n) for n in names)})",
                                 hint="name the text and id columns with --text-column and --id-column")
     return pf.metadata.num_rows
+
+
+JSONL_PROBE_LINES = 100
+
+
+def _check_jsonl_fields(path: Path, columns: tuple[str, ...]) -> None:
+    """Refuse a JSONL file none of whose first records has a column to read (a misspelt --text-column would
+    otherwise embed nothing and call every row bad). Records further on that lack it are bad rows as usual."""
+    seen: dict[str, None] = {}
+    objects = 0
+    try:
+        with open(path, "rb") as handle:
+            for _, raw in zip(range(JSONL_PROBE_LINES), handle):
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue
+                if not isinstance(record, dict):
+                    continue
+                objects += 1
+                seen.update(dict.fromkeys(record))
+    except OSError as exc:
+        raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if not objects:
+        return  # nothing to judge by: the rows are reported as bad one by one
+    for column in columns:
+        if column not in seen:
+            fields = ", ".join(repr(k) for k in seen) or "none"
+            raise BadInputError(f"{path} has no field {column!r} in its first {objects} record(s) (fields: {fields})",
+                                hint="name the text and id fields with --text-column and --id-column")
 
 
 def _line_offsets(path: Path, every: int) -> tuple[int, list[int]]:
@@ -537,6 +580,64 @@ class RayRun:
     manifest: dict = field(default_factory=dict)
 
 
+def _address_endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) that ``--address`` names, or None for ``auto`` (found by Ray itself)."""
+    text = address.strip()
+    if text in ("", "auto", "local"):
+        return None
+    default_port = 10001 if text.startswith("ray://") else 6379
+    text = text.removeprefix("ray://")
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, str(default_port)
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--address {address!r} is not HOST:PORT, ray://HOST:PORT or auto")
+    return host, int(port)
+
+
+def check_address(address: str, timeout: float = 10.0) -> None:
+    """A quick TCP connect to the cluster's address: a closed port or an unknown host fails here at once, in
+    one line, instead of Ray retrying (and logging) for minutes."""
+    import socket
+
+    endpoint = _address_endpoint(address)
+    if endpoint is None:
+        return
+    try:
+        with socket.create_connection(endpoint, timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc)).lower()
+        raise RayClusterError(f"cannot reach the Ray cluster at {address}: {reason}",
+                              hint="check the address (the head's `ray start --head` prints it) and that the "
+                                   "port is open from here") from exc
+
+
+def _join_watchdog(address: str, timeout: float):
+    """Ends the process (exit 8, one line) if joining ``address`` takes longer than ``timeout`` seconds.
+
+    Ray's connect retries for minutes inside native code that Python cannot interrupt, so a timer thread is
+    the one bounded way out; it is cancelled as soon as ray.init returns.
+    """
+    import threading
+
+    def expire() -> None:
+        error = RayClusterError(f"joining the Ray cluster at {address} took more than {timeout:.0f}s",
+                                hint="is a Ray head listening there (its GCS port, or ray://HOST:10001 for Ray "
+                                     "Client)?")
+        try:  # what cli.main would print for it: the core cannot raise from this thread
+            os.write(2, f"error: {error}\n".encode())
+        except OSError:
+            pass
+        os._exit(error.exit_code)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def start_ray(address: str | None, *, cpus: int) -> bool:
     """Connect to ``address`` (``auto`` or ``ray://host:port``) or start a local runtime on 127.0.0.1.
 
@@ -558,11 +659,16 @@ def start_ray(address: str | None, *, cpus: int) -> bool:
             ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, configure_logging=False,
                      log_to_driver=False, _node_ip_address="127.0.0.1")
         else:
-            ray.init(address=address, logging_level=logging.ERROR, configure_logging=False, log_to_driver=False)
+            watchdog = _join_watchdog(address, float(os.environ.get(CONNECT_TIMEOUT_ENV) or CONNECT_TIMEOUT))
+            try:
+                ray.init(address=address, logging_level=logging.ERROR, configure_logging=False, log_to_driver=False)
+            finally:
+                watchdog.cancel()
     except Exception as exc:  # noqa: BLE001 - connection errors come in many types
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
-        raise RayEngineError(f"cannot start or join {where}: {first}") from exc
+        if address:
+            raise RayClusterError(f"cannot join the Ray cluster at {address}: {first}") from exc
+        raise RayEngineError(f"cannot start a local Ray runtime: {first}") from exc
     return True
 
 
@@ -609,7 +715,15 @@ def run(
         raise OutputError(f"cannot write to {out}: it is a file, not a folder")
     if not out.parent.is_dir():
         raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
-    files, shards = plan_shards(find_inputs(source), settings.shard_rows,
+    paths = find_inputs(source)
+    if settings.id_column:
+        plain = [p for p in paths if input_kind(p) == "text"]
+        if plain:
+            raise UsageError(f"--id-column needs .jsonl or .parquet input: {plain[0]} is a text file (one text a "
+                             "line, no fields)", hint="leave out --id-column: text rows are numbered from 0")
+    if address is not None:
+        check_address(address)  # before the model loads: an unreachable cluster fails in seconds
+    files, shards = plan_shards(paths, settings.shard_rows,
                                 columns=(settings.text_column,) + ((settings.id_column,) if settings.id_column else ()))
     total_rows = sum(f.rows for f in files)
     if total_rows == 0:
@@ -680,6 +794,10 @@ def run(
         "fingerprint": run_fp,
     }
     _write_json(out / MANIFEST_FILE, manifest)
+    if rows == 0:  # every row bad: not a success, whatever the reason (the manifest lists each)
+        reasons = "; ".join(f"{rid}: {reason}" for rid, reason in bad[:3])
+        raise BadInputError(f"none of the {total_rows:,} input row(s) could be embedded ({reasons}"
+                            f"{'; …' if len(bad) > 3 else ''})", hint=f"every row is listed in {out / MANIFEST_FILE}")
     return RayRun(output=out, rows=rows, input_rows=total_rows, shards=len(shards), shards_done_before=done_before,
                   shards_written=written, bad=bad, truncated=manifest["truncated"], dim=dim,
                   seconds=time.perf_counter() - started, manifest=manifest)

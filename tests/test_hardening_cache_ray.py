@@ -141,3 +141,92 @@ def test_ls_of_a_cache_folder_that_does_not_exist(run_cli, tmp_path):
     proc = run_cli("--cache-dir", tmp_path / "afile", "cache", "ls")
     assert proc.returncode == 3 and proc.stderr.startswith(f"error: the hub cache folder {tmp_path / 'afile'} is "
                                                            "not a folder;")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# items 9 and 10: Ray edges (all fail before a Ray runtime starts, except the one that joins a silent port)
+
+LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def _needs_ray():
+    pytest.importorskip("ray", reason="the ray extra (ray[data]) is not installed")
+    pytest.importorskip("pyarrow", reason="the ray extra (pyarrow) is not installed")
+
+
+def _one_line(proc, code: int, message: str) -> None:
+    assert (proc.returncode, proc.stdout) == (code, ""), proc.stderr
+    assert proc.stderr == message + "\n"
+
+
+def test_ray_refusals_before_any_work(run_cli, tiny_models, tmp_path):
+    _needs_ray()
+    model = tiny_models["bert_base_only"]
+    (tmp_path / "in.txt").write_text("hello\nworld\n")
+    (tmp_path / "in.jsonl").write_text('{"body": "hello", "doc": "a"}\n{"body": "world", "doc": "b"}\n')
+    ray = ("embed", "-m", model, "--engine", "ray")
+    _one_line(run_cli(*ray, "--file", "in.txt", "-o", "v", "--id-column", "doc", env=LOOPBACK), 2,
+              "error: --id-column needs .jsonl or .parquet input: in.txt is a text file (one text a "
+              "line, no fields); leave out --id-column: text rows are numbered from 0")
+    _one_line(run_cli(*ray, "--file", "in.jsonl", "-o", "v", "--text-column", "nope", env=LOOPBACK), 5,
+              "error: in.jsonl has no field 'nope' in its first 2 record(s) (fields: 'body', 'doc'); "
+              "name the text and id fields with --text-column and --id-column")
+    _one_line(run_cli(*ray, "--file", "in.jsonl", "-o", "v", "--text-column", "body", "--id-column", "id",
+                      env=LOOPBACK), 5,
+              "error: in.jsonl has no field 'id' in its first 2 record(s) (fields: 'body', 'doc'); "
+              "name the text and id fields with --text-column and --id-column")
+    _one_line(run_cli(*ray, "--file", "in.txt", "-o", "v", "-f", "npy", env=LOOPBACK), 2,
+              "error: --engine ray writes Parquet shards and manifest.json into the -o folder: --format npy is for "
+              "the local engine (read the shards with pyarrow or pandas)")
+    _one_line(run_cli(*ray, "--file", "in.txt", "-o", "v.npy", env=LOOPBACK), 2,
+              "error: --engine ray writes a folder of Parquet shards: -o v.npy names a .npy file; give -o a folder "
+              "name, or drop --engine ray to write one file")
+    _one_line(run_cli(*ray, "--file", "in.txt", "-o", "v", "--address", "127.0.0.1:xx", env=LOOPBACK), 2,
+              "error: --address '127.0.0.1:xx' is not HOST:PORT, ray://HOST:PORT or auto")
+    assert not (tmp_path / "v").exists() and not (tmp_path / "v.npy").exists()
+
+
+def test_ray_address_nobody_answers_fails_fast_with_exit_8(run_cli, tiny_models, tmp_path):
+    _needs_ray()
+    import socket
+    import time
+
+    from tests.hubserver import free_port
+
+    (tmp_path / "in.txt").write_text("hello\n")
+    ray = ("embed", "-m", tiny_models["bert_base_only"], "--engine", "ray", "--file", "in.txt", "-o", "v")
+    port = free_port()
+    started = time.monotonic()
+    _one_line(run_cli(*ray, "--address", f"127.0.0.1:{port}", env=LOOPBACK), 8,
+              f"error: cannot reach the Ray cluster at 127.0.0.1:{port}: connection refused; check the address (the "
+              "head's `ray start --head` prints it) and that the port is open from here")
+    assert time.monotonic() - started < 60  # it hung for minutes before
+
+    # a port that accepts connections but is no Ray head: joining gives up after the timeout (30 s; 3 s here)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        proc = run_cli(*ray, "--address", address, env={**LOOPBACK, "BERTCLI_RAY_CONNECT_TIMEOUT": "3"}, timeout=90)
+    assert (proc.returncode, proc.stdout) == (8, "")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: joining the Ray cluster at {address} took more than 3s; is a Ray head listening there "
+                      "(its GCS port, or ray://HOST:10001 for Ray Client)?"]
+    assert "Traceback" not in proc.stderr
+
+
+def test_ray_output_of_child_processes_goes_to_stderr(tmp_path):
+    """The Ray run happens with file descriptor 1 on stderr: whatever Ray's processes print, stdout stays data."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    code = ("import os, sys\nfrom bertcli.commands.embed import _stdout_to_stderr\nprint('data before', flush=True)\n"
+            "with _stdout_to_stderr():\n    print('python noise', flush=True)\n    os.system('echo native noise')\n"
+            "print('data after')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "data before\ndata after\n"
+    assert proc.stderr == "python noise\nnative noise\n"

@@ -48,7 +48,7 @@ def embed(
     backend: Annotated[str, typer.Option("--backend", help="torch | onnx (ONNX Runtime on CPU, exported once into bertcli's cache; needs bertcli[onnx]).")] = "torch",
     quantize: Annotated[str | None, typer.Option("--quantize", help="int8: dynamic int8 weights with --backend onnx (faster, cosine ~0.98–0.99 to float32).", show_default=False)] = None,
     engine: Annotated[str, typer.Option("--engine", help="local (this process) | ray (Ray Data actors; input --file FILE|FOLDER|GLOB, -o FOLDER of Parquet shards; needs bertcli[ray]).")] = "local",
-    address: Annotated[str | None, typer.Option("--address", help="--engine ray: join a cluster (auto | HOST:PORT | ray://HOST:PORT); default: a local runtime on 127.0.0.1.", show_default=False)] = None,
+    address: Annotated[str | None, typer.Option("--address", help="--engine ray: join a cluster (auto | HOST:PORT | ray://HOST:PORT); default: a local runtime on 127.0.0.1. An address that does not answer fails at once, one that cannot be joined within 30 s fails then (exit 8).", show_default=False)] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="--engine ray: actors (model loads); a local runtime gets workers × threads CPUs.")] = 2,
     text_column: Annotated[str, typer.Option("--text-column", help="--engine ray: the text field of .jsonl/.parquet input.")] = "text",
     id_column: Annotated[str | None, typer.Option("--id-column", help="--engine ray: the id field of .jsonl/.parquet input (default: row number).", show_default=False)] = None,
@@ -177,6 +177,13 @@ def _run_ray(*, texts, model, file, out, pooling, normalize, layer, max_length, 
         raise UsageError("--engine ray runs its workers on CPU: use --device cpu")
     if compute != "float32" or dtype != "float32":
         raise UsageError("--engine ray writes float32 vectors (--compute/--dtype are for the local engine)")
+    chosen = (output.settings.format or "auto").lower()
+    if chosen != "auto":
+        raise UsageError(f"--engine ray writes Parquet shards and manifest.json into the -o folder: --format "
+                         f"{chosen} is for the local engine (read the shards with pyarrow or pandas)")
+    if out.suffix.lower() in SUFFIX_FORMATS and not out.is_dir():
+        raise UsageError(f"--engine ray writes a folder of Parquet shards: -o {out} names a {out.suffix} file",
+                         hint="give -o a folder name, or drop --engine ray to write one file")
     from bertcli import ray_engine
 
     settings = ray_engine.RaySettings(
@@ -195,8 +202,9 @@ def _run_ray(*, texts, model, file, out, pooling, normalize, layer, max_length, 
         output.info(f"shard {event['shard']:05d} done ({event['rows']:,} rows{bad}) · "
                     f"{event['rows_done']:,}/{event['rows_total']:,} rows · {event['rate']:,.0f} rows/s{eta_text}")
 
-    result = ray_engine.run(resolved, file, out, settings, address=address, workers=workers, threads=threads,
-                            on_progress=progress)
+    with _stdout_to_stderr():  # this engine writes no data on stdout: nothing Ray prints may land there
+        result = ray_engine.run(resolved, file, out, settings, address=address, workers=workers, threads=threads,
+                                on_progress=progress)
     if result.bad:
         shown = ", ".join(f"{rid} ({reason})" for rid, reason in result.bad[:20])
         more = f" and {len(result.bad) - 20} more" if len(result.bad) > 20 else ""
@@ -207,6 +215,30 @@ def _run_ray(*, texts, model, file, out, pooling, normalize, layer, max_length, 
     resumed = f", {result.shards_done_before} already done" if result.shards_done_before else ""
     output.info(f"wrote {result.rows:,} × {result.dim} float32 to {str(out).rstrip('/')}/ "
                 f"({result.shards} shards{resumed}; {result.seconds:,.1f}s)")
+
+
+class _stdout_to_stderr:
+    """Point file descriptor 1 at stderr for a block (and so for the processes it starts: Ray's raylet and
+    workers inherit it), then restore it. stdout carries data only; the Ray engine writes none there."""
+
+    def __enter__(self):
+        sys.stdout.flush()
+        try:
+            self.saved = os.dup(1)
+            os.dup2(2, 1)
+        except OSError:
+            self.saved = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.saved is None:
+            return
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(self.saved, 1)
+        os.close(self.saved)
 
 
 def _count_lines(file: Path | None) -> int | None:
