@@ -142,6 +142,20 @@ def test_bad_rows_are_reported_and_the_rest_embedded(ray_runtime, tiny_models, t
     assert [s["rows"] for s in manifest["shards"]] == [2, 2, 2, 0]  # an all-bad shard is still a (empty) shard
 
 
+def test_a_run_where_every_row_is_bad_is_not_a_success(ray_runtime, tiny_models, tmp_path):
+    (tmp_path / "in.jsonl").write_text('{"body": "hello"}\n{"body": 3}\n\n{"title": "x"}\n', encoding="utf-8")
+    resolved = resolve_model(str(tiny_models["bert_base_only"]))
+    settings = engine.RaySettings(shard_rows=2, text_column="body", on_long="error", max_length=2)
+    with pytest.raises(BadInputError) as caught:
+        engine.run(resolved, tmp_path / "in.jsonl", tmp_path / "out", settings, workers=1)
+    assert caught.value.exit_code == 5
+    assert str(caught.value) == ("none of the 4 input row(s) could be embedded (0: longer than 2 tokens; 1: 'body' "
+                                 "is not a string; 2: empty; …); every row is listed in "
+                                 f"{tmp_path / 'out' / 'manifest.json'}")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert (manifest["rows"], manifest["bad_rows"]) == (0, 4)
+
+
 def test_folder_of_jsonl_and_parquet_with_id_column(ray_runtime, tiny_models, tmp_path):
     import pyarrow as pa
 
