@@ -140,7 +140,8 @@ def verify(model: ModelArg, fmt: FormatOpt = None, quiet: QuietOpt = False) -> N
     """Check every cached file of a model against the hub's sha256 / git hash, its listed size and its header.
 
     Reports corrupt, truncated or missing files and exits non-zero (6) if there is any. No network needed:
-    the cache names each file after the hash the hub gave for it.
+    the cache names each file after the hash the hub gave for it. Cached hub models only: a local folder has
+    no hub hashes (`bertcli inspect FOLDER --tensors` reads its weights' headers).
     """
     apply_output(fmt, quiet)
     from bertcli import cache
