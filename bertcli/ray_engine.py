@@ -716,11 +716,13 @@ def run(
     if not out.parent.is_dir():
         raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
     paths = find_inputs(source)
-    if settings.id_column:
-        plain = [p for p in paths if input_kind(p) == "text"]
-        if plain:
-            raise UsageError(f"--id-column needs .jsonl or .parquet input: {plain[0]} is a text file (one text a "
-                             "line, no fields)", hint="leave out --id-column: text rows are numbered from 0")
+    plain = [p for p in paths if input_kind(p) == "text"]
+    if settings.id_column and plain:
+        raise UsageError(f"--id-column needs .jsonl or .parquet input: {plain[0]} is a text file (one text a "
+                         "line, no fields)", hint="leave out --id-column: text rows are numbered from 0")
+    if settings.text_column != "text" and len(plain) == len(paths):
+        raise UsageError(f"--text-column names a field of .jsonl or .parquet input: {plain[0]} is a text file "
+                         "(one text a line, no fields)", hint="leave out --text-column")
     if address is not None:
         check_address(address)  # before the model loads: an unreachable cluster fails in seconds
     files, shards = plan_shards(paths, settings.shard_rows,

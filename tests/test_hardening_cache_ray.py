@@ -168,6 +168,9 @@ def test_ray_refusals_before_any_work(run_cli, tiny_models, tmp_path):
     _one_line(run_cli(*ray, "--file", "in.txt", "-o", "v", "--id-column", "doc", env=LOOPBACK), 2,
               "error: --id-column needs .jsonl or .parquet input: in.txt is a text file (one text a "
               "line, no fields); leave out --id-column: text rows are numbered from 0")
+    _one_line(run_cli(*ray, "--file", "in.txt", "-o", "v", "--text-column", "body", env=LOOPBACK), 2,
+              "error: --text-column names a field of .jsonl or .parquet input: in.txt is a text file (one text a "
+              "line, no fields); leave out --text-column")
     _one_line(run_cli(*ray, "--file", "in.jsonl", "-o", "v", "--text-column", "nope", env=LOOPBACK), 5,
               "error: in.jsonl has no field 'nope' in its first 2 record(s) (fields: 'body', 'doc'); "
               "name the text and id fields with --text-column and --id-column")
