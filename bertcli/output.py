@@ -99,6 +99,26 @@ def err_console():
     return _stderr_console
 
 
+#: Shading from little to much, for views that show an amount by colour: where a console shows no colour
+#: (a pipe, ``NO_COLOR``, ``TERM=dumb``) the same amount is drawn with these characters instead.
+SHADES = " ░▒▓█"
+
+
+def shows_colour(con=None) -> bool:
+    """Whether ``con`` (default: the stdout console) renders colours; False for ``NO_COLOR``, pipes, dumb terminals.
+
+    Rich keeps a colour system under ``NO_COLOR`` and silently drops the colours, so a view that says
+    something *only* by a background colour must ask this and draw `SHADES` instead.
+    """
+    con = con or console()
+    return con.color_system is not None and not con.no_color
+
+
+def shade_char(level: float) -> str:
+    """The `SHADES` character for ``level`` in [0, 1] (0 → blank, 1 → █)."""
+    return SHADES[max(0, min(len(SHADES) - 1, int(level * len(SHADES))))]
+
+
 def info(message: str) -> None:
     """A progress/status message on stderr, silenced by ``-q`` (plain, unwrapped text when not a terminal)."""
     if settings.quiet:

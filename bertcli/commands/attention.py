@@ -25,7 +25,6 @@ LABEL_WIDTH = 20
 # viridis, sampled: dark purple (little attention) → yellow (much)
 _RAMP = [(68, 1, 84), (72, 40, 120), (62, 74, 137), (49, 104, 142), (38, 130, 142), (31, 158, 137),
          (53, 183, 121), (109, 205, 89), (180, 222, 44), (253, 231, 37)]
-_SHADES = " ░▒▓█"
 
 
 def attention(
@@ -186,7 +185,7 @@ def _heatmap(amap, *, scale: str, cells: int | None):
     grid = bucket_matrix(amap.matrix, limit)
     scale_used = pick_scale(scale, n)
     levels = shade(grid.values, scale_used, uniform=grid.size / n)
-    colour = output.console().color_system is not None
+    colour = output.shows_colour()
 
     lines: list = [_title(amap)]
     if grid.bucketed:
@@ -214,7 +213,7 @@ def _heatmap(amap, *, scale: str, cells: int | None):
             if colour:
                 row.append("  ", style=Style(bgcolor=_rgb(_color(float(level)))))
             else:
-                row.append(_SHADES[min(len(_SHADES) - 1, int(level * len(_SHADES)))] * 2)
+                row.append(output.shade_char(float(level)) * 2)
         lines.append(row)
     legend = Text(" " * (LABEL_WIDTH + 1))
     top_value = float(grid.values.max())
@@ -225,7 +224,7 @@ def _heatmap(amap, *, scale: str, cells: int | None):
         if colour:
             legend.append("  ", style=Style(bgcolor=_rgb(_color(level))))
         else:
-            legend.append(_SHADES[min(len(_SHADES) - 1, int(level * len(_SHADES)))] * 2)
+            legend.append(output.shade_char(level) * 2)
     legend.append(f" {top_value:.3f}   ({scale_used} scale)", style="")
     lines.append(legend)
     return Group(*lines)

@@ -86,6 +86,7 @@ def _table(records: list[dict]):
     from rich.table import Table
     from rich.text import Text
 
+    colour = output.shows_colour()
     parts = []
     for rec in records:
         if rec.get("original") is not None:
@@ -96,10 +97,16 @@ def _table(records: list[dict]):
             if tok["special"]:
                 continue
             heat.append(" ")
-            heat.append(tok["token"], style=heat_style(tok["probability"]) + (" underline" if tok["swapped"] else ""))
+            p = tok["probability"]
+            heat.append(tok["token"], style=(heat_style(p) if colour else "") + (" underline" if tok["swapped"] else ""))
+            if not colour:  # NO_COLOR or a dumb terminal: the shade after each token carries p(replaced)
+                heat.append(output.shade_char(p))
         heat.append("    p(replaced): ", style="dim")
-        for label, p in (("0", 0.0), ("0.5", 0.5), ("1", 1.0)):
-            heat.append(f" {label} ", style=heat_style(p))
+        if colour:
+            for label, p in (("0", 0.0), ("0.5", 0.5), ("1", 1.0)):
+                heat.append(f" {label} ", style=heat_style(p))
+        else:
+            heat.append("0 " + output.SHADES.strip() + " 1")
         parts.append(heat)
         table = Table(show_edge=False, header_style="bold", pad_edge=False)
         for name, justify in (("#", "right"), ("token", "left"), ("word", "right"), ("p(replaced)", "right"),

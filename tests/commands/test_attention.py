@@ -4,6 +4,7 @@ in-process, top-N and TSV."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -121,3 +122,37 @@ def test_short_map_labels_every_token(inproc, tiny_bert, capsys):
                                                  ["4", "great"], ["5", "day"], ["6", "[SEP]"]]
     assert out[2].split() == ["0", "1", "2", "3", "4", "5", "6"]
     assert out[-1].strip().startswith("0 ") and out[-1].endswith("(linear scale)")
+
+
+def _terminal(monkeypatch, **kwargs):
+    """A 120-column terminal console as the table console; returns its buffer."""
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(output, "_stdout_console",
+                        Console(file=buffer, force_terminal=True, width=120, soft_wrap=False, highlight=False, **kwargs))
+    return buffer
+
+
+def test_no_color_terminal_shades_the_map(inproc, monkeypatch, tiny_bert):
+    """NO_COLOR on a terminal: Rich drops background colours, so the grid and legend must be drawn in ░▒▓█."""
+    buffer = _terminal(monkeypatch, no_color=True)
+    inproc("It was a great day", model=str(tiny_bert), fmt="table")
+    raw = buffer.getvalue()
+    assert "\x1b[48" not in raw  # no background colour codes (bold and dim stay)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", raw)
+    legend = out.splitlines()[-1]
+    assert "░░▒▒▒▒▓▓▓▓████" in legend and legend.rstrip().endswith("(linear scale)")
+    grid = [line[21:] for line in out.splitlines() if re.match(r"\d [^ ]", line)]
+    assert len(grid) == 7  # [CLS] it was a great day [SEP]
+    assert "██" in "".join(grid)  # the largest weight is the top of the scale, whatever the model's numbers
+
+
+def test_colour_terminal_paints_the_map(inproc, monkeypatch, tiny_bert):
+    buffer = _terminal(monkeypatch, color_system="truecolor")
+    inproc("It was a great day", model=str(tiny_bert), fmt="table")
+    out = buffer.getvalue()
+    assert "\x1b[48;2;" in out  # truecolor backgrounds
+    assert not set(out) & set("░▒▓█")
