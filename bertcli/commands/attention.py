@@ -13,7 +13,7 @@ from bertcli.errors import UsageError
 from bertcli.inputs import iter_lines, require_nonempty
 
 EXAMPLES = examples(
-    'bertcli attention "The chef cooked the meal." -m bert --layer 2 --head 5',
+    'bertcli attention "The chef cooked the meal." -m bert --layer 3 --head 5',
     'bertcli attention "The chef cooked the meal." -m bert --layer -1 --head mean --top 3',
     "bertcli attention -m bert --file page.txt --png attention.png",
     'bertcli attention "It was a great day" -m bert --format json | jq .attention[0]',
@@ -30,8 +30,8 @@ _RAMP = [(68, 1, 84), (72, 40, 120), (62, 74, 137), (49, 104, 142), (38, 130, 14
 def attention(
     text: Annotated[str | None, typer.Argument(help="The text (default: all of --file or stdin, lines joined by spaces).", show_default=False)] = None,
     model: ModelOpt = None,
-    layer: Annotated[int, typer.Option("--layer", "-l", help="Layer, 0-based; negative counts from the end (-1 = last).")] = -1,
-    head: Annotated[str, typer.Option("--head", "-H", help="Head, 0-based (negative from the end), or 'mean' for the mean of all heads.")] = "mean",
+    layer: Annotated[int, typer.Option("--layer", "-l", help="Encoder layer 1…L as in embed's --layer (0 is the embedding output, which has no attention); negative counts from the end (-1 = last).")] = -1,
+    head: Annotated[str, typer.Option("--head", "-H", help="Head, 0-based as in transformers (negative from the end), or 'mean' for the mean of all heads.")] = "mean",
     top: Annotated[int | None, typer.Option("--top", "-t", min=1, help="List each token's N most-attended tokens instead of the map.")] = None,
     png: Annotated[Path | None, typer.Option("--png", help="Write the map as a PNG picture (needs: pip install 'bertcli[plot]').")] = None,
     scale: Annotated[str, typer.Option("--scale", help="Colour scale: auto (linear up to 64 tokens, log beyond), linear, log.")] = "auto",

@@ -33,7 +33,7 @@ def embed(
     model: ModelOpt = None,
     file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
     pooling: Annotated[str | None, typer.Option("--pooling", "-p", help="cls | pooler | mean | max | none (one vector per token). Default: the folder's sentence-transformers pooling, else mean.", show_default=False)] = None,
-    layer: Annotated[int | None, typer.Option("--layer", help="Hidden layer to pool: 0 = embeddings, 1…L, negative counts from the end (-1 = last).", show_default=False)] = None,
+    layer: Annotated[int | None, typer.Option("--layer", help="Layer to pool: 0 = the embedding output, 1…L = the encoder layers (the numbers attention's --layer uses), negative counts from the end (-1 = last).", show_default=False)] = None,
     normalize: Annotated[bool | None, typer.Option("--normalize/--no-normalize", help="L2-normalize vectors. Default: as the sentence-transformers folder says, else no.", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE atomically (format from -f or the suffix: .npy .jsonl .json .tsv).")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="Output precision: float32 | float16.")] = "float32",

@@ -32,7 +32,7 @@ def test_json_matrix_rows_sum_to_one(run_cli, tiny_bert):
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
     rec = json.loads(r.stdout)
-    assert (rec["layer"], rec["head"], rec["num_layers"], rec["num_heads"]) == (1, "1", 2, 2)
+    assert (rec["layer"], rec["head"], rec["num_layers"], rec["num_heads"]) == (2, 1, 2, 2)
     assert rec["tokens"] == ["[CLS]", "it", "was", "a", "great", "day", "[SEP]"]
     assert len(rec["attention"]) == 7 and all(len(row) == 7 for row in rec["attention"])
     assert all(abs(sum(row) - 1) < 1e-5 for row in rec["attention"])
@@ -45,7 +45,7 @@ def test_512_tokens_terminal_map_is_bucketed_and_fits(run_cli, minilm_dir):
     assert r.returncode == 0, r.stderr
     assert r.stderr == "warning: the text is 632 tokens; the model takes 512, so the last 120 were left out\n"
     out = r.stdout.splitlines()
-    assert "layer 5 of 0–5 · head 3 of 0–11  ·  512 tokens" in out[0]
+    assert "layer 6 of 1–6 · head 3 of 0–11  ·  512 tokens" in out[0]
     # 100 columns - 21 for the labels = 39 two-character cells → buckets of ceil(512/39) = 14 tokens
     assert "512 tokens in 37×37 buckets of 14 consecutive tokens" in r.stdout
     assert max(len(line) for line in out) <= 100
@@ -63,7 +63,7 @@ def test_png(run_cli, tiny_bert, tmp_path):
     assert r.stdout == ""  # only the picture, unless --top or --format asks for more
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["map.png"]  # no temporary file left behind
-    assert " ".join(r.stderr.split()) == f"wrote {target} (7 tokens, layer 1 of 0–1 · head 0 of 0–1)"
+    assert " ".join(r.stderr.split()) == f"wrote {target} (7 tokens, layer 2 of 1–2 · head 0 of 0–1)"
 
 
 def test_png_without_matplotlib_is_exit_7(run_cli, tiny_bert, tmp_path):
@@ -80,9 +80,12 @@ def test_png_without_matplotlib_is_exit_7(run_cli, tiny_bert, tmp_path):
 
 
 def test_out_of_range_is_exit_2(run_cli, tiny_bert):
-    r = run_cli("attention", "hi", "-m", str(tiny_bert), "--layer", "2")
+    r = run_cli("attention", "hi", "-m", str(tiny_bert), "--layer", "3")
     assert r.returncode == 2
-    assert r.stderr == "error: --layer 2 is out of range: this model has 2 layers, so use 0..1 (or -2..-1 from the end)\n"
+    assert r.stderr == "error: --layer 3 is out of range: this model has 2 layers, so use 1..2 (or -2..-1 from the end)\n"
+    r = run_cli("attention", "hi", "-m", str(tiny_bert), "--layer", "0")
+    assert (r.returncode, r.stderr) == (2, "error: --layer 0 is the embedding output, which has no attention: use an "
+                                           "encoder layer, 1..2 (or -2..-1 from the end)\n")
     r = run_cli("attention", "hi", "-m", str(tiny_bert), "--head", "-3")
     assert (r.returncode, r.stderr) == (2, "error: --head -3 is out of range: this model has 2 heads, so use 0..1 "
                                            "(or -2..-1 from the end)\n")
@@ -104,7 +107,7 @@ def test_top_json_and_table(inproc, minilm_dir, capsys):
 
 
 def test_tsv_every_pair(inproc, minilm_dir, capsys):
-    inproc("hi", model=str(minilm_dir), layer=0, head="0", fmt="tsv")
+    inproc("hi", model=str(minilm_dir), layer=1, head="0", fmt="tsv")
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "query\tquery_token\tkey\tkey_token\tweight"
     assert [line.split("\t")[:4] for line in lines[1:4]] == [["0", "[CLS]", "0", "[CLS]"], ["0", "[CLS]", "1", "hi"],
@@ -114,7 +117,7 @@ def test_tsv_every_pair(inproc, minilm_dir, capsys):
 
 
 def test_short_map_labels_every_token(inproc, tiny_bert, capsys):
-    inproc("It was a great day", model=str(tiny_bert), layer=0, head="1", fmt="table")
+    inproc("It was a great day", model=str(tiny_bert), layer=1, head="1", fmt="table")
     out = capsys.readouterr().out.splitlines()
     assert "buckets" not in "\n".join(out)
     rows = out[3:10]
