@@ -357,9 +357,9 @@ def _similarity(embeddings, embedder, fmt: str, out: Path | None, dtype: str) ->
             sys.stdout.buffer.flush()
         return
     record = {"texts": texts, "matrix": matrix.tolist()}
-    if fmt == "jsonl":
+    if fmt in ("json", "jsonl"):  # a record stream: one row of the matrix per text, an array of them for json
         rows = ({"line": i + 1, "text": t, "similarity": row} for i, (t, row) in enumerate(zip(texts, record["matrix"])))
-        _to_file_or_stdout(out, lambda: output.emit(rows, fmt="jsonl"))
+        _to_file_or_stdout(out, lambda: output.emit(rows, fmt=fmt))
     elif fmt == "tsv":
         rows = ({"text": t, **{str(j + 1): f"{v:.4f}" for j, v in enumerate(row)}} for t, row in zip(texts, record["matrix"]))
         _to_file_or_stdout(out, lambda: output.emit(rows, fmt="tsv"))
