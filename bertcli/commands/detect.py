@@ -56,9 +56,7 @@ def detect(
             if result.truncated:
                 output.warn(f"text {n}: {result.truncated} token(s) past the model's maximum of "
                             f"{detector.max_length} were left out")
-            rec = result.as_record()
-            rec["line"] = n
-            yield rec
+            yield {"line": n, **result.as_record()}
 
     output.emit(records(), table=_table, table_batch=1, fmt=fmt_resolved, tsv_rows=_tsv_rows,
                 tsv_columns=["line", "position", "token", "id", "word", "special", "swapped", "probability"])
