@@ -16,6 +16,7 @@ from bertcli.inputs import iter_lines, require_nonempty
 EXAMPLES = examples(
     'bertcli detect "The chef cooked the meal." -m electra',
     'bertcli detect "The chef cooked the meal." -m electra --replace 3=ate',
+    'bertcli detect "The chef cooked the meal." -m electra --replace cooked=ate',
     'bertcli detect "The chef cooked the meal." -m electra --replace 2=car --replace 5=sky --format json',
     "cat sentences.txt | bertcli detect -m electra --format tsv",
 )
@@ -24,7 +25,7 @@ EXAMPLES = examples(
 def detect(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to check (default: lines of --file or stdin).", show_default=False)] = None,
     model: ModelOpt = None,
-    replace: Annotated[list[str] | None, typer.Option("--replace", "-r", metavar="POS=WORD", help="Swap word POS (1-based, as the tokenizer splits words: punctuation counts) for WORD first; repeatable; one TEXT only.")] = None,
+    replace: Annotated[list[str] | None, typer.Option("--replace", "-r", metavar="POS|OLD=WORD", help="Swap a word for WORD first: word number POS (1-based, as the tokenizer splits words: punctuation counts) or the word OLD itself (its first occurrence); repeatable; one TEXT only.")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N, mps or auto.")] = "auto",
     fmt: FormatOpt = None,
@@ -33,9 +34,9 @@ def detect(
     """Replaced-token detection with an ELECTRA discriminator: per token, the probability it was replaced.
 
     The discriminator scores every token: sigmoid(logit) is its probability that the token is not the
-    original (above 0.5: "replaced"). --replace POS=WORD swaps a word first so you can watch it catch the
-    swap; POS counts words from 1 as the tokenizer splits them (punctuation is a word; the "word" column of
-    a plain run shows the numbers). Swapped tokens are marked.
+    original (above 0.5: "replaced"). --replace POS=WORD (or OLD=WORD) swaps a word first so you can watch it
+    catch the swap; POS counts words from 1 as the tokenizer splits them (punctuation is a word; the "word"
+    column of a plain run shows the numbers), OLD names the word itself. Swapped tokens are marked.
     """
     apply_output(fmt, quiet)
     fmt_resolved = output.resolve_format()

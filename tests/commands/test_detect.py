@@ -58,7 +58,8 @@ def test_non_discriminator_is_exit_6(run_cli, tiny_bert):
 
 def test_bad_replace_is_exit_2(run_cli, tiny_electra):
     m = ["-m", str(tiny_electra)]
-    for args, message in ((["The chef cooked.", "--replace", "cooked=ate"], "POS must be a whole number"),
+    for args, message in ((["The chef cooked.", "--replace", "baked=ate"],
+                           "error: --replace baked=…: the text has no word 'baked'; its words are 1=The 2=chef 3=cooked 4=."),
                           (["one", "two", "--replace", "1=x"], "--replace goes with exactly one TEXT")):
         r = run_cli("detect", *args, *m)
         assert r.returncode == 2, (args, r.stderr)
@@ -120,3 +121,13 @@ def test_colour_terminal_paints_the_heat_line(inproc, tiny_electra, monkeypatch)
     heat = buffer.getvalue().splitlines()[0]
     assert "48;2;" in heat  # truecolor backgrounds
     assert not set(heat) & set("░▒▓█")
+
+
+def test_replace_by_word_is_replace_by_position(run_cli, tiny_electra):
+    m = ["-m", str(tiny_electra), "-f", "json"]
+    by_word = run_cli("detect", "The chef cooked the meal.", *m, "--replace", "cooked=ate")
+    by_pos = run_cli("detect", "The chef cooked the meal.", *m, "--replace", "3=ate")
+    assert by_word.returncode == 0, by_word.stderr
+    assert json.loads(by_word.stdout) == json.loads(by_pos.stdout)
+    [rec] = json.loads(by_word.stdout)
+    assert rec["replacements"] == [{"word": 3, "old": "cooked", "new": "ate", "start": 9, "end": 12}]
