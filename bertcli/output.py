@@ -20,15 +20,18 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bertcli.errors import UsageError
 from bertcli.files import atomic_write  # noqa: F401 - the sink writes files through it
 
 BASE_FORMATS = ("auto", "table", "json", "jsonl", "tsv")
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -175,6 +178,63 @@ def make_progress(*, total: float | None = None, unit: str = "items", transient:
         TimeRemainingColumn(),
     ]
     return Progress(*columns, console=err_console(), transient=transient)
+
+
+@contextmanager
+def status(message: str) -> Iterator[None]:
+    """A spinner with ``message`` on stderr while something slow without steps runs (a model loading).
+
+    Terminal only and never with ``-q`` (like progress bars); it vanishes when done. Messages written to
+    stderr meanwhile (warnings) print above it; stdout is left alone.
+    """
+    if not progress_enabled():
+        yield
+        return
+    from rich.live import Live
+    from rich.spinner import Spinner
+
+    with Live(Spinner("dots", text=message), console=err_console(), transient=True, refresh_per_second=12.5,
+              redirect_stdout=False):
+        yield
+
+
+def loading(what: str):
+    """`status` for loading a model: 'loading MODEL …'."""
+    return status(f"loading {what} …")
+
+
+def track(items: Iterable[T], *, description: str, unit: str = "texts", after: float = 1.0) -> Iterator[T]:
+    """Yield ``items``; once they have taken ``after`` seconds, a counter (done, rate, elapsed) shows on stderr.
+
+    For record streams whose total is unknown (stdin). Shown on a terminal only, never with ``-q``, and only
+    while stdout is not a terminal: there the records themselves show the progress (and a live bar would
+    tangle with them). Fast runs never show it.
+    """
+    if not progress_enabled() or stdout_is_terminal():
+        yield from items
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    bar = None
+    task = None
+    done = 0
+    start = time.perf_counter()
+    try:
+        for item in items:
+            yield item
+            done += 1
+            elapsed = time.perf_counter() - start
+            if bar is None and elapsed >= after:
+                bar = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                               TextColumn("{task.completed:,} " + unit), TextColumn("{task.fields[rate]}"),
+                               TimeElapsedColumn(), console=err_console(), transient=True, redirect_stdout=False)
+                task = bar.add_task(description, total=None, rate="")
+                bar.start()
+            if bar is not None:
+                bar.update(task, completed=done, rate=f"{done / max(elapsed, 1e-9):,.1f} {unit}/s")
+    finally:
+        if bar is not None:
+            bar.stop()
 
 
 class DownloadProgressBar:

@@ -69,7 +69,8 @@ def attention(
     resolved = resolve(model)
     check_config(resolved.config, layer, head_value)
     body = _read_text(text, file)
-    reader = load_attention_reader(resolved, device=device)
+    with output.loading(resolved.display_name):
+        reader = load_attention_reader(resolved, device=device)
     amap = reader.read(body, layer=layer, head=head_value)
     if amap.truncated:
         output.warn(f"the text is {len(amap.tokens) + amap.truncated} tokens; the model takes {len(amap.tokens)}, "

@@ -49,14 +49,16 @@ def compare(
     from bertcli.tokenizer import load_tokenizer
 
     labels = _labels(refs)
-    tokenizers = [load_tokenizer(resolve(ref)) for ref in refs]
+    resolved = [resolve(ref) for ref in refs]
+    with output.loading("the tokenizers"):
+        tokenizers = [load_tokenizer(r) for r in resolved]
 
     def records():
         for n, line in enumerate(require_nonempty(iter_lines(texts, file)), start=1):
             runs = [tokenize(tok, line.text, label, add_special_tokens=special) for tok, label in zip(tokenizers, labels)]
             yield {"line": n, **compare_record(line.text, runs)}
 
-    output.emit(records(), table=_view, table_batch=1, fmt=fmt_resolved,
+    output.emit(output.track(records(), description="comparing"), table=_view, table_batch=1, fmt=fmt_resolved,
                 tsv_columns=["line", "model", "kind", "count", "tokens", "ids"], tsv_rows=_tsv_rows)
 
 

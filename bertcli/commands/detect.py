@@ -49,7 +49,8 @@ def detect(
         lines = list(islice(lines, 2))
         if len(lines) != 1:
             raise UsageError("--replace goes with exactly one TEXT (word positions differ from text to text)")
-    detector = load_detector(resolved, device=device)
+    with output.loading(resolved.display_name):
+        detector = load_detector(resolved, device=device)
 
     def records():
         for n, line in enumerate(lines, start=1):
@@ -59,7 +60,8 @@ def detect(
                             f"{detector.max_length} were left out")
             yield {"line": n, **result.as_record()}
 
-    output.emit(records(), table=_table, table_batch=1, fmt=fmt_resolved, tsv_rows=_tsv_rows,
+    output.emit(output.track(records(), description="scoring"), table=_table, table_batch=1, fmt=fmt_resolved,
+                tsv_rows=_tsv_rows,
                 tsv_columns=["line", "position", "token", "id", "word", "special", "swapped", "probability"])
 
 

@@ -119,9 +119,10 @@ def embed(
     resolved = resolve(model)
     if backend == "onnx":
         _announce_export(resolved, quantize)
-    embedder = load_embedder(resolved, pooling=pooling, normalize=normalize, layer=layer, max_length=max_length,
-                             on_long=on_long, device=device, threads=threads, max_tokens=max_tokens,
-                             batch_size=batch_size, compute=compute, backend=backend, quantize=quantize)
+    with output.loading(resolved.display_name):
+        embedder = load_embedder(resolved, pooling=pooling, normalize=normalize, layer=layer, max_length=max_length,
+                                 on_long=on_long, device=device, threads=threads, max_tokens=max_tokens,
+                                 batch_size=batch_size, compute=compute, backend=backend, quantize=quantize)
     st = embedder.sentence_transformers
     if st is not None and st.unsupported:
         output.warn(f"{resolved.display_name} is a sentence-transformers model with {', '.join(st.unsupported)}, "

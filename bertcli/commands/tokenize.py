@@ -59,7 +59,8 @@ def tokenize(
     from bertcli.tokenizer import load_tokenizer
 
     resolved = resolve(model)
-    tok = load_tokenizer(resolved)
+    with output.loading(f"the tokenizer of {resolved.display_name}"):
+        tok = load_tokenizer(resolved)
     limit = max_length
     if truncation and limit is None:
         limit = tok.model_max_length
