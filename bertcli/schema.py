@@ -104,6 +104,7 @@ SCHEMAS: dict[str, Schema] = {s.command: s for s in [
         "commit": "str", "file": "str", "size": "int|null", "status": "str", "check": "str|null", "detail": "str",
     }, "docs/cache.md"),
     Schema("variants", "stream", _VARIANT, "docs/variants.md"),
+    Schema("variants VARIANT", "report", _VARIANT, "docs/variants.md"),
     Schema("compare", "stream", {
         "line": "int", "text": "str",
         "models": [{"model": "str", "kind": "str", "marker": "str|null", "tokens": ["str"], "ids": ["int"],
