@@ -78,7 +78,7 @@ def attention(
     if png is not None:
         from bertcli.attention import save_png
 
-        with output.atomic_write(png) as handle:
+        with output.status(f"drawing {png} …"), output.atomic_write(png) as handle:
             save_png(amap, handle, scale=scale)
         output.info(f"wrote {png} ({len(amap.tokens)} tokens, {amap.describe()})")
         if top is None and not explicit_format:

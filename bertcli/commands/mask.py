@@ -80,7 +80,8 @@ def mask(
     if samples is not None:
         from bertcli.masking import sample_statistics
 
-        stats = sample_statistics(list(enc.tokens), list(enc.word_ids), samples=samples, **options)
+        with output.status(f"masking the text {samples:,} times …"):
+            stats = sample_statistics(list(enc.tokens), list(enc.word_ids), samples=samples, **options)
         stats.pop("strategy")
         output.emit_one({**header, **stats}, table=_stats_view, fmt=fmt_resolved)
         return
