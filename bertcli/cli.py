@@ -49,6 +49,7 @@ EPILOG = """[bold]Examples[/bold]
 
 Global options --debug, --offline and --cache-dir may also follow the command."""
 
+
 class _HelpAsWrittenGroup(typer.core.TyperGroup):
     """The root group: the help of every command, group and parameter below it is shown as written.
 
