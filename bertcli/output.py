@@ -181,11 +181,12 @@ def make_progress(*, total: float | None = None, unit: str = "items", transient:
 
 
 @contextmanager
-def status(message: str) -> Iterator[None]:
+def status(message: str, *, after: float = 0.3) -> Iterator[None]:
     """A spinner with ``message`` on stderr while something slow without steps runs (a model loading).
 
-    Terminal only and never with ``-q`` (like progress bars); it vanishes when done. Messages written to
-    stderr meanwhile (warnings) print above it; stdout is left alone.
+    It appears only once the work has taken ``after`` seconds (a fast load shows nothing), on a terminal only
+    and never with ``-q`` (like progress bars), and vanishes when done. Messages written to stderr meanwhile
+    (warnings) print above it; stdout is left alone.
     """
     if not progress_enabled():
         yield
@@ -193,14 +194,38 @@ def status(message: str) -> Iterator[None]:
     from rich.live import Live
     from rich.spinner import Spinner
 
-    with Live(Spinner("dots", text=message), console=err_console(), transient=True, refresh_per_second=12.5,
-              redirect_stdout=False):
+    live = Live(Spinner("dots", text=message), console=err_console(), transient=True, refresh_per_second=12.5,
+                redirect_stdout=False)
+    lock = threading.Lock()
+    state = {"started": False, "done": False}
+
+    def start() -> None:
+        with lock:
+            if not state["done"]:
+                live.start()
+                state["started"] = True
+
+    timer = None
+    if after <= 0:
+        start()
+    else:
+        timer = threading.Timer(after, start)
+        timer.daemon = True
+        timer.start()
+    try:
         yield
+    finally:
+        with lock:
+            state["done"] = True
+            if timer is not None:
+                timer.cancel()
+            if state["started"]:
+                live.stop()
 
 
-def loading(what: str):
+def loading(what: str, *, after: float = 0.3):
     """`status` for loading a model: 'loading MODEL …'."""
-    return status(f"loading {what} …")
+    return status(f"loading {what} …", after=after)
 
 
 def track(items: Iterable[T], *, description: str, unit: str = "texts", after: float = 1.0) -> Iterator[T]:

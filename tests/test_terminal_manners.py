@@ -30,20 +30,31 @@ def terminal_stderr(monkeypatch):
 
 
 def test_status_spins_on_a_terminal_and_vanishes(terminal_stderr):
-    with output.loading("./MiniLM"):
+    with output.loading("./MiniLM", after=0):
         pass
     shown = terminal_stderr.getvalue()
     assert "loading ./MiniLM …" in shown
     assert shown.rstrip().endswith("\x1b[2K")  # transient: the line is erased at the end
 
 
+def test_status_waits_before_showing(terminal_stderr):
+    import time
+
+    with output.loading("fast"):  # done well within the delay: nothing flashes
+        pass
+    assert terminal_stderr.getvalue() == ""
+    with output.status("slow", after=0.05):
+        time.sleep(0.5)
+    assert "slow" in terminal_stderr.getvalue()
+
+
 def test_status_is_silent_with_quiet_or_without_a_terminal(terminal_stderr, monkeypatch):
     output.configure(quiet=True)
-    with output.loading("x"):
+    with output.loading("x", after=0):
         pass
     output.configure(quiet=False)
     monkeypatch.setattr(output, "stderr_is_terminal", lambda: False)
-    with output.loading("x"):
+    with output.loading("x", after=0):
         pass
     assert terminal_stderr.getvalue() == ""
 
