@@ -8,7 +8,9 @@
 - `top_attended` lists each token's most-attended tokens; `save_png` draws the map with matplotlib (extra
   ``bertcli[plot]``).
 
-Layer and head indices are 0-based as in transformers; negative ones count from the end (-1 = the last).
+Layers are numbered as everywhere in bertcli (and as transformers' ``hidden_states``): 0 is the embedding output,
+1..L the encoder layers — attention exists for layers 1..L only. Heads are 0-based as in transformers. Negative
+numbers count from the end (-1 = the last layer or head).
 torch, transformers and matplotlib are imported inside the functions.
 """
 
@@ -33,8 +35,8 @@ class AttentionMap:
 
     model: str
     tokens: list[str]
-    layer: int
-    head: int | None  # None: the mean over all heads
+    layer: int  # 1..num_layers (0 is the embedding output, which has no attention)
+    head: int | None  # 0-based; None: the mean over all heads
     num_layers: int
     num_heads: int
     matrix: np.ndarray  # float32, [n, n]
@@ -45,9 +47,9 @@ class AttentionMap:
         return "mean" if self.head is None else str(self.head)
 
     def describe(self) -> str:
-        """'layer 5 of 0–5 · head 3 of 0–11' (or 'mean of 12 heads')."""
+        """'layer 6 of 1–6 · head 3 of 0–11' (or 'mean of 12 heads')."""
         head = f"mean of {self.num_heads} heads" if self.head is None else f"head {self.head} of 0–{self.num_heads - 1}"
-        return f"layer {self.layer} of 0–{self.num_layers - 1} · {head}"
+        return f"layer {self.layer} of 1–{self.num_layers} · {head}"
 
 
 @dataclass
@@ -71,6 +73,17 @@ def resolve_index(value: int, count: int, what: str) -> int:
     return value % count
 
 
+def resolve_layer(value: int, num_layers: int) -> int:
+    """--layer N (1..L, negative from the end; 0 is the embedding output) → a 0-based index into the attentions."""
+    if value == 0:
+        raise UsageError(f"--layer 0 is the embedding output, which has no attention: use an encoder layer, "
+                         f"1..{num_layers} (or -{num_layers}..-1 from the end)")
+    if not -num_layers <= value <= num_layers:
+        raise UsageError(f"--layer {value} is out of range: this model has {num_layers} layers, "
+                         f"so use 1..{num_layers} (or -{num_layers}..-1 from the end)")
+    return value - 1 if value > 0 else num_layers + value
+
+
 def parse_head(value: str | int | None) -> int | str:
     """``"mean"`` (or None) → ``"mean"``; a number (possibly negative) → int; anything else → UsageError."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("mean", "avg", "average")):
@@ -82,8 +95,8 @@ def parse_head(value: str | int | None) -> int | str:
 
 
 def check_layer_head(num_layers: int, num_heads: int, layer: int, head: int | str) -> tuple[int, int | None]:
-    """0-based (layer, head) for a model of that shape (head None = the mean); UsageError names the range."""
-    layer_index = resolve_index(layer, num_layers, "layer")
+    """0-based indices (into the attentions, and of the head; None = the mean); UsageError names the range."""
+    layer_index = resolve_layer(layer, num_layers)
     head_index = None if head == "mean" else resolve_index(int(head), num_heads, "head")
     return layer_index, head_index
 
@@ -153,7 +166,7 @@ class AttentionReader:
             raise UsageError("this model did not return attention weights")
         heads = attentions[layer_index][0].float()  # [heads, n, n]
         matrix = heads.mean(dim=0) if head_index is None else heads[head_index]
-        return AttentionMap(model=self.loaded.resolved.display_name, tokens=list(enc.tokens), layer=layer_index,
+        return AttentionMap(model=self.loaded.resolved.display_name, tokens=list(enc.tokens), layer=layer_index + 1,
                             head=head_index, num_layers=self.num_layers, num_heads=self.num_heads,
                             matrix=matrix.cpu().numpy().astype(np.float32), truncated=truncated)
 
@@ -279,7 +292,7 @@ def _tick_label(token: str, position: int, *, thinned: bool) -> str:
 
 def as_record(amap: AttentionMap, *, top: int | None = None, decimals: int = 6) -> dict[str, Any]:
     """The JSON record: tokens plus the matrix (rounded) or, with ``top``, each token's top-N."""
-    rec: dict[str, Any] = {"model": amap.model, "layer": amap.layer, "head": amap.head_label,
+    rec: dict[str, Any] = {"model": amap.model, "layer": amap.layer, "head": amap.head,
                            "num_layers": amap.num_layers, "num_heads": amap.num_heads, "tokens": amap.tokens}
     if amap.truncated:
         rec["truncated_tokens"] = amap.truncated

@@ -37,7 +37,7 @@ run_settings = RunSettings()
 HELP = """[bold]bertcli[/bold] — inspect and run BERT-family models (BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT).
 
 Output is a Rich table on a terminal and JSON Lines when piped (choose with --format).
-Models: an alias (see [bold]bertcli models[/bold]), a hub id org/name[@rev], a local folder, or a tokenizer file."""
+Models: an alias (see [bold]bertcli models[/bold]), a hub id org/name\\[@rev], a local folder, or a tokenizer file."""
 
 EPILOG = """[bold]Examples[/bold]
 
@@ -49,8 +49,41 @@ EPILOG = """[bold]Examples[/bold]
 
 Global options --debug, --offline and --cache-dir may also follow the command."""
 
+
+class _HelpAsWrittenGroup(typer.core.TyperGroup):
+    """The root group: the help of every command, group and parameter below it is shown as written.
+
+    Rich markup stays on for the hand-written parts (this app's HELP, every EPILOG, whose examples
+    `commands._common.examples` escapes), but docstrings and `help=` texts are plain prose full of brackets
+    (`bertcli[onnx]`, `org/name[@rev]`, `[default: …]`) that Rich would otherwise read as tags and drop.
+    """
+
+    def __init__(self, **attrs) -> None:
+        super().__init__(**attrs)
+        for command in self.commands.values():
+            _escape_help(command)
+
+
+def _escape_help(command) -> None:
+    from rich.markup import escape
+
+    if getattr(command, "_bertcli_escaped", False):
+        return
+    command._bertcli_escaped = True
+    if command.help:
+        command.help = escape(command.help)
+    if command.short_help:
+        command.short_help = escape(command.short_help)
+    for param in command.params:
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
+    for sub in getattr(command, "commands", {}).values():
+        _escape_help(sub)
+
+
 app = typer.Typer(
     name="bertcli",
+    cls=_HelpAsWrittenGroup,
     help=HELP,
     epilog=EPILOG,
     no_args_is_help=True,

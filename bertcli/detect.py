@@ -80,18 +80,36 @@ class DetectResult:
         return rec
 
 
-def parse_replacement(spec: str) -> tuple[int, str]:
-    """``"3=ate"`` → ``(3, "ate")``; a clear UsageError otherwise."""
+def parse_replacement(spec: str) -> tuple[int | str, str]:
+    """``"3=ate"`` → ``(3, "ate")``; ``"cooked=ate"`` → ``("cooked", "ate")`` (the word's first occurrence).
+
+    A clear UsageError otherwise. The word is looked up in the text by `apply_replacements`.
+    """
     pos, eq, word = spec.partition("=")
     if not eq or not pos.strip():
-        raise UsageError(f"--replace {spec!r}: expected POS=WORD, e.g. --replace 3=ate (POS: 1-based word position)")
-    try:
-        number = int(pos.strip())
-    except ValueError:
-        raise UsageError(f"--replace {spec!r}: POS must be a whole number (the 1-based word position)") from None
+        raise UsageError(f"--replace {spec!r}: expected POS=WORD or OLD=WORD, e.g. --replace 3=ate or "
+                         f"--replace cooked=ate")
     if not word.strip():
         raise UsageError(f"--replace {spec!r}: WORD is empty")
-    return number, word.strip()
+    try:
+        return int(pos.strip()), word.strip()
+    except ValueError:
+        return pos.strip(), word.strip()
+
+
+def _word_list(text: str, spans: list[tuple[int, int]]) -> str:
+    words = " ".join(f"{i}={text[s:e]}" for i, (s, e) in enumerate(spans[:12], start=1))
+    return words + (" …" if len(spans) > 12 else "")
+
+
+def _word_number(text: str, spans: list[tuple[int, int]], old: str) -> int:
+    """The 1-based number of the first word equal to ``old`` (exactly, else ignoring case); UsageError lists them."""
+    words = [text[s:e] for s, e in spans]
+    for same in (lambda w: w == old, lambda w: w.casefold() == old.casefold()):
+        for number, word in enumerate(words, start=1):
+            if same(word):
+                return number
+    raise UsageError(f"--replace {old}=…: the text has no word {old!r}; its words are {_word_list(text, spans)}")
 
 
 def word_spans(tok, text: str) -> list[tuple[int, int]]:
@@ -106,16 +124,17 @@ def word_spans(tok, text: str) -> list[tuple[int, int]]:
     return [tuple(spans[w]) for w in sorted(spans)]  # type: ignore[misc]
 
 
-def apply_replacements(tok, text: str, replacements: Sequence[tuple[int, str]]) -> tuple[str, list[Replacement]]:
-    """``text`` with the given words swapped, and where each new word now sits."""
+def apply_replacements(tok, text: str,
+                       replacements: Sequence[tuple[int | str, str]]) -> tuple[str, list[Replacement]]:
+    """``text`` with the given words (1-based positions, or the words themselves) swapped, and where each now sits."""
     spans = word_spans(tok, text)
+    replacements = [(_word_number(text, spans, pos) if isinstance(pos, str) else pos, new)
+                    for pos, new in replacements]
     seen: set[int] = set()
     for number, _ in replacements:
         if not 1 <= number <= len(spans):
-            words = " ".join(f"{i}={text[s:e]}" for i, (s, e) in enumerate(spans[:12], start=1))
-            more = " …" if len(spans) > 12 else ""
             raise UsageError(f"--replace {number}=…: the text has {len(spans)} words, so POS must be 1..{len(spans)} "
-                             f"({words}{more})")
+                             f"({_word_list(text, spans)})")
         if number in seen:
             raise UsageError(f"--replace: word {number} is given twice")
         seen.add(number)
@@ -141,7 +160,7 @@ class Detector:
         self.tok = tok
         self.max_length = max_tokens(loaded.config, tok)
 
-    def detect(self, text: str, replacements: Sequence[tuple[int, str]] = ()) -> DetectResult:
+    def detect(self, text: str, replacements: Sequence[tuple[int | str, str]] = ()) -> DetectResult:
         """Swap the given words (if any), then score every token of the text."""
         import torch
 
@@ -183,7 +202,7 @@ def load_detector(resolved: ResolvedModel, *, device: str = "cpu") -> Detector:
     return Detector(loaded, tok)
 
 
-def detect(resolved: ResolvedModel, text: str, replacements: Sequence[tuple[int, str]] = (), *,
+def detect(resolved: ResolvedModel, text: str, replacements: Sequence[tuple[int | str, str]] = (), *,
            device: str = "cpu") -> DetectResult:
     """One-shot helper: load the discriminator and score ``text`` (after the swaps)."""
     return load_detector(resolved, device=device).detect(text, replacements)

@@ -20,15 +20,18 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bertcli.errors import UsageError
 from bertcli.files import atomic_write  # noqa: F401 - the sink writes files through it
 
 BASE_FORMATS = ("auto", "table", "json", "jsonl", "tsv")
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -99,6 +102,26 @@ def err_console():
     return _stderr_console
 
 
+#: Shading from little to much, for views that show an amount by colour: where a console shows no colour
+#: (a pipe, ``NO_COLOR``, ``TERM=dumb``) the same amount is drawn with these characters instead.
+SHADES = " ░▒▓█"
+
+
+def shows_colour(con=None) -> bool:
+    """Whether ``con`` (default: the stdout console) renders colours; False for ``NO_COLOR``, pipes, dumb terminals.
+
+    Rich keeps a colour system under ``NO_COLOR`` and silently drops the colours, so a view that says
+    something *only* by a background colour must ask this and draw `SHADES` instead.
+    """
+    con = con or console()
+    return con.color_system is not None and not con.no_color
+
+
+def shade_char(level: float) -> str:
+    """The `SHADES` character for ``level`` in [0, 1] (0 → blank, 1 → █)."""
+    return SHADES[max(0, min(len(SHADES) - 1, int(level * len(SHADES))))]
+
+
 def info(message: str) -> None:
     """A progress/status message on stderr, silenced by ``-q`` (plain, unwrapped text when not a terminal)."""
     if settings.quiet:
@@ -155,6 +178,88 @@ def make_progress(*, total: float | None = None, unit: str = "items", transient:
         TimeRemainingColumn(),
     ]
     return Progress(*columns, console=err_console(), transient=transient)
+
+
+@contextmanager
+def status(message: str, *, after: float = 0.3) -> Iterator[None]:
+    """A spinner with ``message`` on stderr while something slow without steps runs (a model loading).
+
+    It appears only once the work has taken ``after`` seconds (a fast load shows nothing), on a terminal only
+    and never with ``-q`` (like progress bars), and vanishes when done. Messages written to stderr meanwhile
+    (warnings) print above it; stdout is left alone.
+    """
+    if not progress_enabled():
+        yield
+        return
+    from rich.live import Live
+    from rich.spinner import Spinner
+
+    live = Live(Spinner("dots", text=message), console=err_console(), transient=True, refresh_per_second=12.5,
+                redirect_stdout=False)
+    lock = threading.Lock()
+    state = {"started": False, "done": False}
+
+    def start() -> None:
+        with lock:
+            if not state["done"]:
+                live.start()
+                state["started"] = True
+
+    timer = None
+    if after <= 0:
+        start()
+    else:
+        timer = threading.Timer(after, start)
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["done"] = True
+            if timer is not None:
+                timer.cancel()
+            if state["started"]:
+                live.stop()
+
+
+def loading(what: str, *, after: float = 0.3):
+    """`status` for loading a model: 'loading MODEL …'."""
+    return status(f"loading {what} …", after=after)
+
+
+def track(items: Iterable[T], *, description: str, unit: str = "texts", after: float = 1.0) -> Iterator[T]:
+    """Yield ``items``; once they have taken ``after`` seconds, a counter (done, rate, elapsed) shows on stderr.
+
+    For record streams whose total is unknown (stdin). Shown on a terminal only, never with ``-q``, and only
+    while stdout is not a terminal: there the records themselves show the progress (and a live bar would
+    tangle with them). Fast runs never show it.
+    """
+    if not progress_enabled() or stdout_is_terminal():
+        yield from items
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    bar = None
+    task = None
+    done = 0
+    start = time.perf_counter()
+    try:
+        for item in items:
+            yield item
+            done += 1
+            elapsed = time.perf_counter() - start
+            if bar is None and elapsed >= after:
+                bar = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                               TextColumn("{task.completed:,} " + unit), TextColumn("{task.fields[rate]}"),
+                               TimeElapsedColumn(), console=err_console(), transient=True, redirect_stdout=False)
+                task = bar.add_task(description, total=None, rate="")
+                bar.start()
+            if bar is not None:
+                bar.update(task, completed=done, rate=f"{done / max(elapsed, 1e-9):,.1f} {unit}/s")
+    finally:
+        if bar is not None:
+            bar.stop()
 
 
 class DownloadProgressBar:

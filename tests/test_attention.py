@@ -18,6 +18,7 @@ from bertcli.attention import (
     pick_scale,
     require_matplotlib,
     resolve_index,
+    resolve_layer,
     save_png,
     shade,
     short_name,
@@ -57,9 +58,9 @@ def minilm_reader(minilm_dir):
 def test_one_head_equals_transformers(tiny_models, name):
     reader = load_attention_reader(resolve_model(str(tiny_models[name])))
     tokens, ref = reference(tiny_models[name], CHEF)
-    amap = reader.read(CHEF, layer=1, head=0)
+    amap = reader.read(CHEF, layer=2, head=0)  # layers count from 1 (0 is the embedding output), heads from 0
     assert amap.tokens == tokens
-    assert (amap.layer, amap.head, amap.num_layers, amap.num_heads) == (1, 0, 2, 2)
+    assert (amap.layer, amap.head, amap.num_layers, amap.num_heads) == (2, 0, 2, 2)
     np.testing.assert_allclose(amap.matrix, ref[1, 0], atol=1e-6)
     np.testing.assert_allclose(amap.matrix.sum(axis=1), 1.0, atol=1e-5)
 
@@ -67,13 +68,14 @@ def test_one_head_equals_transformers(tiny_models, name):
 def test_mean_and_negative_indices(bert_reader, tiny_models):
     _, ref = reference(tiny_models["bert"], CHEF)
     mean = bert_reader.read(CHEF, layer=-1, head="mean")
-    assert (mean.layer, mean.head, mean.head_label) == (1, None, "mean")
+    assert (mean.layer, mean.head, mean.head_label) == (2, None, "mean")
     np.testing.assert_allclose(mean.matrix, ref[1].mean(axis=0), atol=1e-6)
     last = bert_reader.read(CHEF, layer=-2, head=-1)
-    assert (last.layer, last.head) == (0, 1)
+    assert (last.layer, last.head) == (1, 1)
     np.testing.assert_allclose(last.matrix, ref[0, 1], atol=1e-6)
-    assert last.describe() == "layer 0 of 0–1 · head 1 of 0–1"
-    assert mean.describe() == "layer 1 of 0–1 · mean of 2 heads"
+    np.testing.assert_allclose(bert_reader.read(CHEF, layer=1, head=1).matrix, last.matrix)  # 1 == -2 here
+    assert last.describe() == "layer 1 of 1–2 · head 1 of 0–1"
+    assert mean.describe() == "layer 2 of 1–2 · mean of 2 heads"
 
 
 def test_real_minilm_equals_transformers(minilm_reader, minilm_dir):
@@ -86,7 +88,7 @@ def test_real_minilm_equals_transformers(minilm_reader, minilm_dir):
 
 def test_minilm_at_512_tokens(minilm_reader):
     text = "the quick brown fox jumps over the lazy dog " * 70  # 630 words
-    amap = minilm_reader.read(text, layer=0, head=0)
+    amap = minilm_reader.read(text, layer=1, head=0)
     assert amap.matrix.shape == (512, 512)
     assert amap.truncated == 632 - 512
     assert (amap.tokens[0], amap.tokens[-1]) == ("[CLS]", "[SEP]")
@@ -97,12 +99,17 @@ def test_minilm_at_512_tokens(minilm_reader):
 
 
 def test_out_of_range_layer_and_head(bert_reader):
-    with pytest.raises(UsageError, match=r"--layer 2 is out of range: this model has 2 layers, so use 0\.\.1 \(or -2\.\.-1"):
-        bert_reader.read(CHEF, layer=2)
+    with pytest.raises(UsageError, match=r"--layer 3 is out of range: this model has 2 layers, so use 1\.\.2 \(or -2\.\.-1"):
+        bert_reader.read(CHEF, layer=3)
     with pytest.raises(UsageError, match=r"--layer -3 is out of range"):
         bert_reader.read(CHEF, layer=-3)
+    with pytest.raises(UsageError, match=r"--layer 0 is the embedding output, which has no attention: use an encoder "
+                                         r"layer, 1\.\.2 \(or -2\.\.-1 from the end\)"):
+        bert_reader.read(CHEF, layer=0)
     with pytest.raises(UsageError, match=r"--head 2 is out of range: this model has 2 heads, so use 0\.\.1"):
-        bert_reader.read(CHEF, layer=0, head=2)
+        bert_reader.read(CHEF, layer=1, head=2)
+    assert [resolve_layer(n, 6) for n in (1, 6, -1, -6)] == [0, 5, 5, 0]
+    assert resolve_index(-1, 12, "head") == 11 and resolve_index(0, 12, "head") == 0
     assert resolve_index(-1, 6, "layer") == 5
     assert resolve_index(-6, 6, "layer") == 0
     assert parse_head("mean") == "mean" and parse_head(" Mean ") == "mean" and parse_head(None) == "mean"
@@ -135,10 +142,10 @@ def test_top_attended_and_record():
     assert order.tolist() == [[1, 2], [0, 2], [2, 0]]  # a tie keeps the lower position first
     np.testing.assert_allclose(weights, [[0.6, 0.3], [0.4, 0.4], [1.0, 0.0]])
     assert top_attended(m, 10)[0].shape == (3, 3)
-    amap = AttentionMap(model="m", tokens=["[CLS]", "hi", "[SEP]"], layer=0, head=None, num_layers=1,
+    amap = AttentionMap(model="m", tokens=["[CLS]", "hi", "[SEP]"], layer=1, head=None, num_layers=1,
                         num_heads=2, matrix=m)
     rec = as_record(amap, top=1)
-    assert rec["head"] == "mean" and "attention" not in rec
+    assert rec["head"] is None and rec["layer"] == 1 and "attention" not in rec  # head null: the mean of all heads
     assert rec["top"][0] == [{"position": 1, "token": "hi", "weight": 0.6}]
     full = as_record(amap)
     assert full["attention"][0] == [0.1, 0.6, 0.3]
@@ -170,7 +177,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
 def test_png_short_and_512(bert_reader, minilm_reader):
     pytest.importorskip("matplotlib")
     short = io.BytesIO()
-    save_png(bert_reader.read(CHEF, layer=0, head=0), short)
+    save_png(bert_reader.read(CHEF, layer=1, head=0), short)
     width, height = _png_size(short.getvalue())
     assert (width, height) == (814, 660)  # 6 × 110 px high, + 1.4 in for the colour bar
     long = io.BytesIO()

@@ -77,8 +77,15 @@ def test_replace_errors(tiny_models):
         apply_replacements(tok, CHEF, [(2, "a"), (2, "b")])
     assert parse_replacement("3=ate") == (3, "ate")
     assert parse_replacement(" 3 = ate ") == (3, "ate")
-    for bad, message in (("3", "expected POS=WORD"), ("=x", "expected POS=WORD"), ("x=y", "whole number"),
-                         ("3=", "WORD is empty")):
+    assert parse_replacement("cooked=ate") == ("cooked", "ate")
+    # a word is its first occurrence (exactly, else ignoring case); positions and words mix
+    text, done = apply_replacements(tok, CHEF, [("the", "a"), ("Meal", "dish"), (2, "cook")])
+    assert text == "The cook cooked a dish." and [r.word for r in done] == [2, 4, 5]
+    with pytest.raises(UsageError, match=r"the text has no word 'baked'; its words are 1=The 2=chef 3=cooked"):
+        apply_replacements(tok, CHEF, [("baked", "x")])
+    with pytest.raises(UsageError, match="word 3 is given twice"):
+        apply_replacements(tok, CHEF, [(3, "a"), ("cooked", "b")])
+    for bad, message in (("3", "expected POS=WORD"), ("=x", "expected POS=WORD"), ("3=", "WORD is empty")):
         with pytest.raises(UsageError, match=message):
             parse_replacement(bad)
 

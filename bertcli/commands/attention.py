@@ -13,7 +13,7 @@ from bertcli.errors import UsageError
 from bertcli.inputs import iter_lines, require_nonempty
 
 EXAMPLES = examples(
-    'bertcli attention "The chef cooked the meal." -m bert --layer 2 --head 5',
+    'bertcli attention "The chef cooked the meal." -m bert --layer 3 --head 5',
     'bertcli attention "The chef cooked the meal." -m bert --layer -1 --head mean --top 3',
     "bertcli attention -m bert --file page.txt --png attention.png",
     'bertcli attention "It was a great day" -m bert --format json | jq .attention[0]',
@@ -25,14 +25,13 @@ LABEL_WIDTH = 20
 # viridis, sampled: dark purple (little attention) → yellow (much)
 _RAMP = [(68, 1, 84), (72, 40, 120), (62, 74, 137), (49, 104, 142), (38, 130, 142), (31, 158, 137),
          (53, 183, 121), (109, 205, 89), (180, 222, 44), (253, 231, 37)]
-_SHADES = " ░▒▓█"
 
 
 def attention(
     text: Annotated[str | None, typer.Argument(help="The text (default: all of --file or stdin, lines joined by spaces).", show_default=False)] = None,
     model: ModelOpt = None,
-    layer: Annotated[int, typer.Option("--layer", "-l", help="Layer, 0-based; negative counts from the end (-1 = last).")] = -1,
-    head: Annotated[str, typer.Option("--head", "-H", help="Head, 0-based (negative from the end), or 'mean' for the mean of all heads.")] = "mean",
+    layer: Annotated[int, typer.Option("--layer", "-l", help="Encoder layer 1…L as in embed's --layer (0 is the embedding output, which has no attention); negative counts from the end (-1 = last).")] = -1,
+    head: Annotated[str, typer.Option("--head", "-H", help="Head, 0-based as in transformers (negative from the end), or 'mean' for the mean of all heads.")] = "mean",
     top: Annotated[int | None, typer.Option("--top", "-t", min=1, help="List each token's N most-attended tokens instead of the map.")] = None,
     png: Annotated[Path | None, typer.Option("--png", help="Write the map as a PNG picture (needs: pip install 'bertcli[plot]').")] = None,
     scale: Annotated[str, typer.Option("--scale", help="Colour scale: auto (linear up to 64 tokens, log beyond), linear, log.")] = "auto",
@@ -70,7 +69,8 @@ def attention(
     resolved = resolve(model)
     check_config(resolved.config, layer, head_value)
     body = _read_text(text, file)
-    reader = load_attention_reader(resolved, device=device)
+    with output.loading(resolved.display_name):
+        reader = load_attention_reader(resolved, device=device)
     amap = reader.read(body, layer=layer, head=head_value)
     if amap.truncated:
         output.warn(f"the text is {len(amap.tokens) + amap.truncated} tokens; the model takes {len(amap.tokens)}, "
@@ -78,7 +78,7 @@ def attention(
     if png is not None:
         from bertcli.attention import save_png
 
-        with output.atomic_write(png) as handle:
+        with output.status(f"drawing {png} …"), output.atomic_write(png) as handle:
             save_png(amap, handle, scale=scale)
         output.info(f"wrote {png} ({len(amap.tokens)} tokens, {amap.describe()})")
         if top is None and not explicit_format:
@@ -186,7 +186,7 @@ def _heatmap(amap, *, scale: str, cells: int | None):
     grid = bucket_matrix(amap.matrix, limit)
     scale_used = pick_scale(scale, n)
     levels = shade(grid.values, scale_used, uniform=grid.size / n)
-    colour = output.console().color_system is not None
+    colour = output.shows_colour()
 
     lines: list = [_title(amap)]
     if grid.bucketed:
@@ -214,7 +214,7 @@ def _heatmap(amap, *, scale: str, cells: int | None):
             if colour:
                 row.append("  ", style=Style(bgcolor=_rgb(_color(float(level)))))
             else:
-                row.append(_SHADES[min(len(_SHADES) - 1, int(level * len(_SHADES)))] * 2)
+                row.append(output.shade_char(float(level)) * 2)
         lines.append(row)
     legend = Text(" " * (LABEL_WIDTH + 1))
     top_value = float(grid.values.max())
@@ -225,7 +225,7 @@ def _heatmap(amap, *, scale: str, cells: int | None):
         if colour:
             legend.append("  ", style=Style(bgcolor=_rgb(_color(level))))
         else:
-            legend.append(_SHADES[min(len(_SHADES) - 1, int(level * len(_SHADES)))] * 2)
+            legend.append(output.shade_char(level) * 2)
     legend.append(f" {top_value:.3f}   ({scale_used} scale)", style="")
     lines.append(legend)
     return Group(*lines)

@@ -49,17 +49,17 @@ def compare(
     from bertcli.tokenizer import load_tokenizer
 
     labels = _labels(refs)
-    tokenizers = [load_tokenizer(resolve(ref)) for ref in refs]
+    resolved = [resolve(ref) for ref in refs]
+    with output.loading("the tokenizers"):
+        tokenizers = [load_tokenizer(r) for r in resolved]
 
     def records():
-        for line in require_nonempty(iter_lines(texts, file)):
+        for n, line in enumerate(require_nonempty(iter_lines(texts, file)), start=1):
             runs = [tokenize(tok, line.text, label, add_special_tokens=special) for tok, label in zip(tokenizers, labels)]
-            yield compare_record(line.text, runs)
+            yield {"line": n, **compare_record(line.text, runs)}
 
-    line_numbers = iter(range(1, 1 << 62))
-    output.emit(records(), table=_view, table_batch=1, fmt=fmt_resolved,
-                tsv_columns=["line", "model", "kind", "count", "tokens", "ids"],
-                tsv_rows=lambda rec: _tsv_rows(rec, next(line_numbers)))
+    output.emit(output.track(records(), description="comparing"), table=_view, table_batch=1, fmt=fmt_resolved,
+                tsv_columns=["line", "model", "kind", "count", "tokens", "ids"], tsv_rows=_tsv_rows)
 
 
 def _labels(refs: list[str]) -> list[str]:
@@ -76,9 +76,9 @@ def _labels(refs: list[str]) -> list[str]:
     return short if len(set(short)) == len(short) else refs
 
 
-def _tsv_rows(record: dict, line: int):
+def _tsv_rows(record: dict):
     for m in record["models"]:
-        yield {"line": line, "model": m["model"], "kind": m["kind"], "count": m["count"], "tokens": m["tokens"],
+        yield {"line": record["line"], "model": m["model"], "kind": m["kind"], "count": m["count"], "tokens": m["tokens"],
                "ids": m["ids"]}
 
 

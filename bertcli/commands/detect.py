@@ -16,6 +16,7 @@ from bertcli.inputs import iter_lines, require_nonempty
 EXAMPLES = examples(
     'bertcli detect "The chef cooked the meal." -m electra',
     'bertcli detect "The chef cooked the meal." -m electra --replace 3=ate',
+    'bertcli detect "The chef cooked the meal." -m electra --replace cooked=ate',
     'bertcli detect "The chef cooked the meal." -m electra --replace 2=car --replace 5=sky --format json',
     "cat sentences.txt | bertcli detect -m electra --format tsv",
 )
@@ -24,7 +25,7 @@ EXAMPLES = examples(
 def detect(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to check (default: lines of --file or stdin).", show_default=False)] = None,
     model: ModelOpt = None,
-    replace: Annotated[list[str] | None, typer.Option("--replace", "-r", metavar="POS=WORD", help="Swap word POS (1-based, as the tokenizer splits words: punctuation counts) for WORD first; repeatable; one TEXT only.")] = None,
+    replace: Annotated[list[str] | None, typer.Option("--replace", "-r", metavar="POS|OLD=WORD", help="Swap a word for WORD first: word number POS (1-based, as the tokenizer splits words: punctuation counts) or the word OLD itself (its first occurrence); repeatable; one TEXT only.")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N, mps or auto.")] = "auto",
     fmt: FormatOpt = None,
@@ -33,9 +34,9 @@ def detect(
     """Replaced-token detection with an ELECTRA discriminator: per token, the probability it was replaced.
 
     The discriminator scores every token: sigmoid(logit) is its probability that the token is not the
-    original (above 0.5: "replaced"). --replace POS=WORD swaps a word first so you can watch it catch the
-    swap; POS counts words from 1 as the tokenizer splits them (punctuation is a word; the "word" column of
-    a plain run shows the numbers). Swapped tokens are marked.
+    original (above 0.5: "replaced"). --replace POS=WORD (or OLD=WORD) swaps a word first so you can watch it
+    catch the swap; POS counts words from 1 as the tokenizer splits them (punctuation is a word; the "word"
+    column of a plain run shows the numbers), OLD names the word itself. Swapped tokens are marked.
     """
     apply_output(fmt, quiet)
     fmt_resolved = output.resolve_format()
@@ -48,7 +49,8 @@ def detect(
         lines = list(islice(lines, 2))
         if len(lines) != 1:
             raise UsageError("--replace goes with exactly one TEXT (word positions differ from text to text)")
-    detector = load_detector(resolved, device=device)
+    with output.loading(resolved.display_name):
+        detector = load_detector(resolved, device=device)
 
     def records():
         for n, line in enumerate(lines, start=1):
@@ -56,11 +58,10 @@ def detect(
             if result.truncated:
                 output.warn(f"text {n}: {result.truncated} token(s) past the model's maximum of "
                             f"{detector.max_length} were left out")
-            rec = result.as_record()
-            rec["line"] = n
-            yield rec
+            yield {"line": n, **result.as_record()}
 
-    output.emit(records(), table=_table, table_batch=1, fmt=fmt_resolved, tsv_rows=_tsv_rows,
+    output.emit(output.track(records(), description="scoring"), table=_table, table_batch=1, fmt=fmt_resolved,
+                tsv_rows=_tsv_rows,
                 tsv_columns=["line", "position", "token", "id", "word", "special", "swapped", "probability"])
 
 
@@ -86,6 +87,7 @@ def _table(records: list[dict]):
     from rich.table import Table
     from rich.text import Text
 
+    colour = output.shows_colour()
     parts = []
     for rec in records:
         if rec.get("original") is not None:
@@ -96,10 +98,16 @@ def _table(records: list[dict]):
             if tok["special"]:
                 continue
             heat.append(" ")
-            heat.append(tok["token"], style=heat_style(tok["probability"]) + (" underline" if tok["swapped"] else ""))
+            p = tok["probability"]
+            heat.append(tok["token"], style=(heat_style(p) if colour else "") + (" underline" if tok["swapped"] else ""))
+            if not colour:  # NO_COLOR or a dumb terminal: the shade after each token carries p(replaced)
+                heat.append(output.shade_char(p))
         heat.append("    p(replaced): ", style="dim")
-        for label, p in (("0", 0.0), ("0.5", 0.5), ("1", 1.0)):
-            heat.append(f" {label} ", style=heat_style(p))
+        if colour:
+            for label, p in (("0", 0.0), ("0.5", 0.5), ("1", 1.0)):
+                heat.append(f" {label} ", style=heat_style(p))
+        else:
+            heat.append("0 " + output.SHADES.strip() + " 1")
         parts.append(heat)
         table = Table(show_edge=False, header_style="bold", pad_edge=False)
         for name, justify in (("#", "right"), ("token", "left"), ("word", "right"), ("p(replaced)", "right"),

@@ -33,7 +33,7 @@ def embed(
     model: ModelOpt = None,
     file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
     pooling: Annotated[str | None, typer.Option("--pooling", "-p", help="cls | pooler | mean | max | none (one vector per token). Default: the folder's sentence-transformers pooling, else mean.", show_default=False)] = None,
-    layer: Annotated[int | None, typer.Option("--layer", help="Hidden layer to pool: 0 = embeddings, 1…L, negative counts from the end (-1 = last).", show_default=False)] = None,
+    layer: Annotated[int | None, typer.Option("--layer", help="Layer to pool: 0 = the embedding output, 1…L = the encoder layers (the numbers attention's --layer uses), negative counts from the end (-1 = last).", show_default=False)] = None,
     normalize: Annotated[bool | None, typer.Option("--normalize/--no-normalize", help="L2-normalize vectors. Default: as the sentence-transformers folder says, else no.", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE atomically (format from -f or the suffix: .npy .jsonl .json .tsv).")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="Output precision: float32 | float16.")] = "float32",
@@ -119,9 +119,10 @@ def embed(
     resolved = resolve(model)
     if backend == "onnx":
         _announce_export(resolved, quantize)
-    embedder = load_embedder(resolved, pooling=pooling, normalize=normalize, layer=layer, max_length=max_length,
-                             on_long=on_long, device=device, threads=threads, max_tokens=max_tokens,
-                             batch_size=batch_size, compute=compute, backend=backend, quantize=quantize)
+    with output.loading(resolved.display_name):
+        embedder = load_embedder(resolved, pooling=pooling, normalize=normalize, layer=layer, max_length=max_length,
+                                 on_long=on_long, device=device, threads=threads, max_tokens=max_tokens,
+                                 batch_size=batch_size, compute=compute, backend=backend, quantize=quantize)
     st = embedder.sentence_transformers
     if st is not None and st.unsupported:
         output.warn(f"{resolved.display_name} is a sentence-transformers model with {', '.join(st.unsupported)}, "
@@ -389,9 +390,9 @@ def _similarity(embeddings, embedder, fmt: str, out: Path | None, dtype: str) ->
             sys.stdout.buffer.flush()
         return
     record = {"texts": texts, "matrix": matrix.tolist()}
-    if fmt == "jsonl":
+    if fmt in ("json", "jsonl"):  # a record stream: one row of the matrix per text, an array of them for json
         rows = ({"line": i + 1, "text": t, "similarity": row} for i, (t, row) in enumerate(zip(texts, record["matrix"])))
-        _to_file_or_stdout(out, lambda: output.emit(rows, fmt="jsonl"))
+        _to_file_or_stdout(out, lambda: output.emit(rows, fmt=fmt))
     elif fmt == "tsv":
         rows = ({"text": t, **{str(j + 1): f"{v:.4f}" for j, v in enumerate(row)}} for t, row in zip(texts, record["matrix"]))
         _to_file_or_stdout(out, lambda: output.emit(rows, fmt="tsv"))

@@ -43,7 +43,8 @@ def fill_mask(
     resolved = resolve(model)
     lines = require_nonempty(iter_lines(texts, file))
     first = next(lines)  # read input (and fail on empty input) before loading the model
-    masker = load_fill_masker(resolved, device=device)
+    with output.loading(resolved.display_name):
+        masker = load_fill_masker(resolved, device=device)
 
     def records():
         line_no = 0
@@ -51,11 +52,10 @@ def fill_mask(
             where = [f"text {ln.number}" if ln.source == "<arg>" else f"{ln.source}, line {ln.number}" for ln in batch]
             for result in masker.fill([ln.text for ln in batch], top_k=top_k, where=where):
                 line_no += 1
-                rec = result.as_record()
-                rec["line"] = line_no
-                yield rec
+                yield {"line": line_no, **result.as_record()}
 
-    output.emit(records(), table=_table, table_batch=1, fmt=fmt_resolved, tsv_rows=_tsv_rows,
+    output.emit(output.track(records(), description="filling masks"), table=_table, table_batch=1, fmt=fmt_resolved,
+                tsv_rows=_tsv_rows,
                 tsv_columns=["line", "mask", "position", "rank", "token", "token_id", "word", "score"])
 
 

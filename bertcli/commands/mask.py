@@ -56,12 +56,6 @@ def mask(
     if not text.strip():
         raise BadInputError("empty text: nothing to mask")
     fmt_resolved = output.resolve_format()
-    if seed is None:
-        import secrets
-
-        seed = secrets.randbelow(2**31)
-        output.info(f"seed {seed} (repeat this run with --seed {seed})")
-
     from bertcli.tokenizer import load_tokenizer
 
     resolved = resolve(model)
@@ -70,6 +64,11 @@ def mask(
     special = [bool(m) for m in enc.special_tokens_mask]
     if all(special):
         raise BadInputError("the text gives no tokens to mask")
+    if seed is None:  # drawn and announced only once the model and text are good: no seed line before an error
+        import secrets
+
+        seed = secrets.randbelow(2**31)
+        output.info(f"seed {seed} (repeat this run with --seed {seed})")
     if tok.model_max_length and len(enc.ids) > tok.model_max_length:
         output.warn(f"the text has {len(enc.ids)} tokens, more than the model's maximum of {tok.model_max_length}")
     mask_token = _mask_token(tok)
@@ -81,7 +80,8 @@ def mask(
     if samples is not None:
         from bertcli.masking import sample_statistics
 
-        stats = sample_statistics(list(enc.tokens), list(enc.word_ids), samples=samples, **options)
+        with output.status(f"masking the text {samples:,} times …"):
+            stats = sample_statistics(list(enc.tokens), list(enc.word_ids), samples=samples, **options)
         stats.pop("strategy")
         output.emit_one({**header, **stats}, table=_stats_view, fmt=fmt_resolved)
         return

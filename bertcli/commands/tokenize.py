@@ -34,8 +34,8 @@ def tokenize(
     max_length: Annotated[int | None, typer.Option("--max-length", min=1, help="Truncate to N tokens (implies --truncation).")] = None,
     truncation: Annotated[bool, typer.Option("--truncation", help="Truncate to --max-length, or to the model's maximum length.")] = False,
     no_special: Annotated[bool, typer.Option("--no-special-tokens", help="Leave out [CLS]/[SEP] (<s>/</s>).")] = False,
-    count: Annotated[bool, typer.Option("--count", help="Print only the number of tokens of each text (no special tokens).")] = False,
-    truncate: Annotated[int | None, typer.Option("--truncate", min=0, help="Print each text cut to its first N tokens, as text.")] = None,
+    count: Annotated[bool, typer.Option("--count", help="Print only the number of tokens of each text, without special tokens ([CLS]/[SEP]).")] = False,
+    truncate: Annotated[int | None, typer.Option("--truncate", min=0, help="Print each text cut to its first N tokens (special tokens not counted), as text.")] = None,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -59,7 +59,8 @@ def tokenize(
     from bertcli.tokenizer import load_tokenizer
 
     resolved = resolve(model)
-    tok = load_tokenizer(resolved)
+    with output.loading(f"the tokenizer of {resolved.display_name}"):
+        tok = load_tokenizer(resolved)
     limit = max_length
     if truncation and limit is None:
         limit = tok.model_max_length
@@ -68,17 +69,20 @@ def tokenize(
     def records():
         nonlocal long_lines
         lines = require_nonempty(iter_lines(texts, file))
+        line_no = 0  # records count input lines (or TEXT arguments) from 1, like every command's "line"
         for batch in batched(lines, BATCH_LINES):
             firsts, seconds = _split_pairs(batch, pair, pairs)
             if mode == "count":
                 for line, n in zip(batch, tok.count(firsts)):
-                    yield {"text": line.text, "count": n}
+                    line_no += 1
+                    yield {"line": line_no, "text": line.text, "count": n}
                 continue
             if mode == "truncate":
                 encs = tok.encode_batch(firsts, add_special_tokens=False)
                 for text, enc in zip(firsts, encs):
+                    line_no += 1
                     end = enc.offsets[truncate - 1][1] if truncate and len(enc.ids) >= truncate else len(text)
-                    yield {"text": text[:end] if truncate else "", "tokens": min(truncate, len(enc.ids))}
+                    yield {"line": line_no, "text": text[:end] if truncate else "", "count": min(truncate, len(enc.ids))}
                 continue
             encs = tok.encode_batch(firsts, seconds, add_special_tokens=not no_special, max_length=limit)
             if limit is None and tok.model_max_length:
@@ -87,7 +91,8 @@ def tokenize(
                 yield from ({"input_ids": enc.ids} for enc in encs)
                 continue
             for i, enc in enumerate(encs):
-                yield _record(tok, firsts[i], seconds[i] if seconds else None, enc)
+                line_no += 1
+                yield _record(tok, line_no, firsts[i], seconds[i] if seconds else None, enc)
 
     if mode != "tokens" and output.settings.format in ("auto", "text"):
         # ttok-style: plain lines, one per input line, on a terminal and in pipes alike.
@@ -95,9 +100,8 @@ def tokenize(
     elif fmt_resolved == "ids":
         _write_plain(" ".join(map(str, r["input_ids"])) for r in records())
     elif mode == "tokens":
-        line_numbers = iter(range(1, sys.maxsize))
         output.emit(records(), table=lambda recs: _table(recs, tok), table_batch=1, fmt=fmt_resolved,
-                    tsv_rows=lambda rec: _tsv_rows(rec, next(line_numbers)), tsv_columns=_tsv_columns(tok))
+                    tsv_rows=_tsv_rows, tsv_columns=_tsv_columns(tok))
     else:
         output.emit(records(), table=_count_table if mode == "count" else _truncate_table, fmt=fmt_resolved)
     if long_lines:
@@ -120,8 +124,8 @@ def _split_pairs(batch: list[Line], pair: str | None, pairs: bool) -> tuple[list
     return firsts, seconds
 
 
-def _record(tok, text: str, pair: str | None, enc) -> dict:
-    rec: dict = {"text": text}
+def _record(tok, line: int, text: str, pair: str | None, enc) -> dict:
+    rec: dict = {"line": line, "text": text}
     if pair is not None:
         rec["pair"] = pair
     rec["tokens"] = tok.token_strings(enc)
@@ -153,9 +157,9 @@ def _tsv_columns(tok) -> list[str]:
     return cols + ["attention_mask", "start", "end", "word_id", "special"]
 
 
-def _tsv_rows(record: dict, line: int):
+def _tsv_rows(record: dict):
     for i, token in enumerate(record["tokens"]):
-        row = {"line": line, "position": i, "token": token, "id": record["input_ids"][i],
+        row = {"line": record["line"], "position": i, "token": token, "id": record["input_ids"][i],
                "attention_mask": record["attention_mask"][i], "start": record["offsets"][i][0],
                "end": record["offsets"][i][1], "word_id": record["word_ids"][i],
                "special": bool(record["special_tokens_mask"][i])}
@@ -211,7 +215,9 @@ def _table(records: list[dict], tok):
         first_offsets = [o for o, s in zip(rec["offsets"], seq_ids or [0] * len(rec["offsets"])) if s in (0, None)]
         first_special = [m for m, s in zip(rec["special_tokens_mask"], seq_ids or [0] * len(rec["offsets"])) if s in (0, None)]
         header = token_chips(rec["text"], first_offsets, first_special)
-        header.append(f"   ({len(rec['tokens'])} tokens, {tok.kind})", style="dim")
+        specials = sum(rec["special_tokens_mask"])
+        counts = f"{len(rec['tokens'])} tokens, {len(rec['tokens']) - specials} without specials" if specials else f"{len(rec['tokens'])} tokens"
+        header.append(f"   ({counts}, {tok.kind})", style="dim")
         parts += [header, table, ""]
     return Group(*parts)
 
@@ -234,5 +240,5 @@ def _truncate_table(records: list[dict]):
     table.add_column("tokens", justify="right")
     table.add_column("text")
     for rec in records:
-        table.add_row(str(rec["tokens"]), rec["text"])
+        table.add_row(str(rec["count"]), rec["text"])
     return table

@@ -4,6 +4,7 @@ in-process, top-N and TSV."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -31,7 +32,7 @@ def test_json_matrix_rows_sum_to_one(run_cli, tiny_bert):
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
     rec = json.loads(r.stdout)
-    assert (rec["layer"], rec["head"], rec["num_layers"], rec["num_heads"]) == (1, "1", 2, 2)
+    assert (rec["layer"], rec["head"], rec["num_layers"], rec["num_heads"]) == (2, 1, 2, 2)
     assert rec["tokens"] == ["[CLS]", "it", "was", "a", "great", "day", "[SEP]"]
     assert len(rec["attention"]) == 7 and all(len(row) == 7 for row in rec["attention"])
     assert all(abs(sum(row) - 1) < 1e-5 for row in rec["attention"])
@@ -44,7 +45,7 @@ def test_512_tokens_terminal_map_is_bucketed_and_fits(run_cli, minilm_dir):
     assert r.returncode == 0, r.stderr
     assert r.stderr == "warning: the text is 632 tokens; the model takes 512, so the last 120 were left out\n"
     out = r.stdout.splitlines()
-    assert "layer 5 of 0–5 · head 3 of 0–11  ·  512 tokens" in out[0]
+    assert "layer 6 of 1–6 · head 3 of 0–11  ·  512 tokens" in out[0]
     # 100 columns - 21 for the labels = 39 two-character cells → buckets of ceil(512/39) = 14 tokens
     assert "512 tokens in 37×37 buckets of 14 consecutive tokens" in r.stdout
     assert max(len(line) for line in out) <= 100
@@ -62,7 +63,7 @@ def test_png(run_cli, tiny_bert, tmp_path):
     assert r.stdout == ""  # only the picture, unless --top or --format asks for more
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["map.png"]  # no temporary file left behind
-    assert " ".join(r.stderr.split()) == f"wrote {target} (7 tokens, layer 1 of 0–1 · head 0 of 0–1)"
+    assert " ".join(r.stderr.split()) == f"wrote {target} (7 tokens, layer 2 of 1–2 · head 0 of 0–1)"
 
 
 def test_png_without_matplotlib_is_exit_7(run_cli, tiny_bert, tmp_path):
@@ -79,9 +80,12 @@ def test_png_without_matplotlib_is_exit_7(run_cli, tiny_bert, tmp_path):
 
 
 def test_out_of_range_is_exit_2(run_cli, tiny_bert):
-    r = run_cli("attention", "hi", "-m", str(tiny_bert), "--layer", "2")
+    r = run_cli("attention", "hi", "-m", str(tiny_bert), "--layer", "3")
     assert r.returncode == 2
-    assert r.stderr == "error: --layer 2 is out of range: this model has 2 layers, so use 0..1 (or -2..-1 from the end)\n"
+    assert r.stderr == "error: --layer 3 is out of range: this model has 2 layers, so use 1..2 (or -2..-1 from the end)\n"
+    r = run_cli("attention", "hi", "-m", str(tiny_bert), "--layer", "0")
+    assert (r.returncode, r.stderr) == (2, "error: --layer 0 is the embedding output, which has no attention: use an "
+                                           "encoder layer, 1..2 (or -2..-1 from the end)\n")
     r = run_cli("attention", "hi", "-m", str(tiny_bert), "--head", "-3")
     assert (r.returncode, r.stderr) == (2, "error: --head -3 is out of range: this model has 2 heads, so use 0..1 "
                                            "(or -2..-1 from the end)\n")
@@ -103,7 +107,7 @@ def test_top_json_and_table(inproc, minilm_dir, capsys):
 
 
 def test_tsv_every_pair(inproc, minilm_dir, capsys):
-    inproc("hi", model=str(minilm_dir), layer=0, head="0", fmt="tsv")
+    inproc("hi", model=str(minilm_dir), layer=1, head="0", fmt="tsv")
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "query\tquery_token\tkey\tkey_token\tweight"
     assert [line.split("\t")[:4] for line in lines[1:4]] == [["0", "[CLS]", "0", "[CLS]"], ["0", "[CLS]", "1", "hi"],
@@ -113,7 +117,7 @@ def test_tsv_every_pair(inproc, minilm_dir, capsys):
 
 
 def test_short_map_labels_every_token(inproc, tiny_bert, capsys):
-    inproc("It was a great day", model=str(tiny_bert), layer=0, head="1", fmt="table")
+    inproc("It was a great day", model=str(tiny_bert), layer=1, head="1", fmt="table")
     out = capsys.readouterr().out.splitlines()
     assert "buckets" not in "\n".join(out)
     rows = out[3:10]
@@ -121,3 +125,37 @@ def test_short_map_labels_every_token(inproc, tiny_bert, capsys):
                                                  ["4", "great"], ["5", "day"], ["6", "[SEP]"]]
     assert out[2].split() == ["0", "1", "2", "3", "4", "5", "6"]
     assert out[-1].strip().startswith("0 ") and out[-1].endswith("(linear scale)")
+
+
+def _terminal(monkeypatch, **kwargs):
+    """A 120-column terminal console as the table console; returns its buffer."""
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(output, "_stdout_console",
+                        Console(file=buffer, force_terminal=True, width=120, soft_wrap=False, highlight=False, **kwargs))
+    return buffer
+
+
+def test_no_color_terminal_shades_the_map(inproc, monkeypatch, tiny_bert):
+    """NO_COLOR on a terminal: Rich drops background colours, so the grid and legend must be drawn in ░▒▓█."""
+    buffer = _terminal(monkeypatch, no_color=True)
+    inproc("It was a great day", model=str(tiny_bert), fmt="table")
+    raw = buffer.getvalue()
+    assert "\x1b[48" not in raw  # no background colour codes (bold and dim stay)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", raw)
+    legend = out.splitlines()[-1]
+    assert "░░▒▒▒▒▓▓▓▓████" in legend and legend.rstrip().endswith("(linear scale)")
+    grid = [line[21:] for line in out.splitlines() if re.match(r"\d [^ ]", line)]
+    assert len(grid) == 7  # [CLS] it was a great day [SEP]
+    assert "██" in "".join(grid)  # the largest weight is the top of the scale, whatever the model's numbers
+
+
+def test_colour_terminal_paints_the_map(inproc, monkeypatch, tiny_bert):
+    buffer = _terminal(monkeypatch, color_system="truecolor")
+    inproc("It was a great day", model=str(tiny_bert), fmt="table")
+    out = buffer.getvalue()
+    assert "\x1b[48;2;" in out  # truecolor backgrounds
+    assert not set(out) & set("░▒▓█")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 import types
 
@@ -57,7 +58,8 @@ def test_non_discriminator_is_exit_6(run_cli, tiny_bert):
 
 def test_bad_replace_is_exit_2(run_cli, tiny_electra):
     m = ["-m", str(tiny_electra)]
-    for args, message in ((["The chef cooked.", "--replace", "cooked=ate"], "POS must be a whole number"),
+    for args, message in ((["The chef cooked.", "--replace", "baked=ate"],
+                           "error: --replace baked=…: the text has no word 'baked'; its words are 1=The 2=chef 3=cooked 4=."),
                           (["one", "two", "--replace", "1=x"], "--replace goes with exactly one TEXT")):
         r = run_cli("detect", *args, *m)
         assert r.returncode == 2, (args, r.stderr)
@@ -85,6 +87,47 @@ def test_table_marks_the_swap(inproc, tiny_electra, capsys):
     inproc("The chef cooked the meal.", model=str(tiny_electra), replace=["3=ate"], fmt="table")
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "original: The chef cooked the meal.   swapped 3: 'cooked' → 'ate'"
-    assert out[1].startswith(" the c ##he ##f at ##e the m ##ea ##l .    p(replaced): ")
+    # no colour (captured output): a shade after each token carries p(replaced), the legend shows the ramp
+    assert re.sub("[░▒▓█]", "", out[1]).startswith(" the c ##he ##f at ##e the m ##ea ##l .    p(replaced): ")
+    assert out[1].endswith("p(replaced): 0 ░▒▓█ 1")
     swapped_rows = [line for line in out if "← swapped" in line]
     assert [row.split()[2] for row in swapped_rows] == ["at", "##e"]
+
+
+def _terminal(monkeypatch, **kwargs):
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(output, "_stdout_console",
+                        Console(file=buffer, force_terminal=True, width=100, soft_wrap=False, highlight=False, **kwargs))
+    return buffer
+
+
+def test_no_color_terminal_shades_the_heat_line(inproc, tiny_electra, monkeypatch):
+    """NO_COLOR on a terminal drops the heat line's backgrounds: each token then carries its shade (p(replaced))."""
+    buffer = _terminal(monkeypatch, no_color=True)
+    inproc("The chef cooked the meal.", model=str(tiny_electra), fmt="table")
+    raw = buffer.getvalue()
+    assert "\x1b[48" not in raw
+    heat = re.sub(r"\x1b\[[0-9;]*m", "", raw).splitlines()[0]
+    assert heat.endswith("p(replaced): 0 ░▒▓█ 1")
+    shown = heat.split("    p(replaced)")[0].split(" ")[1:]
+    assert [re.sub("[░▒▓█]", "", t) for t in shown] == ["the", "c", "##he", "##f", "cook", "##ed", "the", "m", "##ea", "##l", "."]
+
+
+def test_colour_terminal_paints_the_heat_line(inproc, tiny_electra, monkeypatch):
+    buffer = _terminal(monkeypatch, color_system="truecolor")
+    inproc("The chef cooked the meal.", model=str(tiny_electra), fmt="table")
+    heat = buffer.getvalue().splitlines()[0]
+    assert "48;2;" in heat  # truecolor backgrounds
+    assert not set(heat) & set("░▒▓█")
+
+
+def test_replace_by_word_is_replace_by_position(run_cli, tiny_electra):
+    m = ["-m", str(tiny_electra), "-f", "json"]
+    by_word = run_cli("detect", "The chef cooked the meal.", *m, "--replace", "cooked=ate")
+    by_pos = run_cli("detect", "The chef cooked the meal.", *m, "--replace", "3=ate")
+    assert by_word.returncode == 0, by_word.stderr
+    assert json.loads(by_word.stdout) == json.loads(by_pos.stdout)
+    [rec] = json.loads(by_word.stdout)
+    assert rec["replacements"] == [{"word": 3, "old": "cooked", "new": "ate", "start": 9, "end": 12}]

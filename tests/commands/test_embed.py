@@ -81,9 +81,9 @@ def test_similarity_json(run_cli, minilm_dir):
     texts = ["a cat sits on the mat", "a kitten sits on the rug", "quarterly tax form"]
     r = run_cli("embed", *texts, "-m", minilm_dir, "--similarity", "-f", "json")
     assert r.returncode == 0, r.stderr
-    rec = json.loads(r.stdout)
-    assert rec["texts"] == texts
-    matrix = np.array(rec["matrix"])
+    rows = json.loads(r.stdout)  # an array of one record per text, the same records as -f jsonl
+    assert [row["text"] for row in rows] == texts and [row["line"] for row in rows] == [1, 2, 3]
+    matrix = np.array([row["similarity"] for row in rows])
     ref = _reference(minilm_dir, texts)
     np.testing.assert_allclose(matrix, ref @ ref.T, atol=1e-5)
     assert matrix[0, 1] > 0.5 > matrix[0, 2]

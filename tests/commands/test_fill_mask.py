@@ -105,3 +105,19 @@ def test_file_line_numbers_in_errors(inproc, tiny_bert, tmp_path):
     path.write_text("a [MASK]\n\n")
     with pytest.raises(BadInputError, match=rf"{path}, line 2: no mask in the text"):
         inproc(model=str(tiny_bert), file=path, fmt="jsonl")
+
+
+def test_no_color_terminal_keeps_the_bars(inproc, tiny_bert, monkeypatch):
+    """NO_COLOR on a terminal: the score bars are characters (█ and ·), so they survive without colour."""
+    import re
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(output, "_stdout_console", Console(file=buffer, force_terminal=True, no_color=True, width=100,
+                                                           soft_wrap=False, highlight=False))
+    inproc("hello [MASK]", model=str(tiny_bert), top_k=3, fmt="table")
+    raw = buffer.getvalue()
+    assert "\x1b[48" not in raw and "\x1b[38" not in raw  # no colours at all
+    rows = [line for line in re.sub(r"\x1b\[[0-9;]*m", "", raw).splitlines() if "·" in line]
+    assert len(rows) == 3 and all(re.search(r"[█·]{20}$", row.rstrip()) for row in rows)

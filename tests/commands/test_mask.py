@@ -45,6 +45,13 @@ def test_seed_reproducible_and_seeds_differ(run_cli, minilm_dir):
     assert proc.stderr.strip() == f"seed {rec['seed']} (repeat this run with --seed {rec['seed']})"
 
 
+def test_no_seed_line_before_an_error(run_cli):
+    """Offline, an alias that is not cached: the one error line only (the seed is drawn after the model resolves)."""
+    r = run_cli("mask", "hello world", "-m", "bert")
+    assert r.returncode == 4
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+
+
 def test_dynamic_epochs_new_masks_static_repeats_and_specials_never_masked(run_cli, minilm_dir):
     dynamic = _records(run_cli("mask", TEXT, "-m", minilm_dir, "--strategy", "dynamic", "--epochs", "40",
                                "--seed", "1", "-f", "jsonl"))

@@ -34,7 +34,10 @@ def test_ids_count_truncate(run_cli, minilm_dir):
     assert run_cli("tokenize", *m, "--count", input="It was a great day\nhi there\n").stdout == "5\n2\n"
     assert run_cli("tokenize", *m, "--truncate", "3", input="It was a great day\nhi\n").stdout == "It was a\nhi\n"
     counted = run_cli("tokenize", *m, "--count", "-f", "jsonl", "It was a great day")
-    assert json.loads(counted.stdout) == {"text": "It was a great day", "count": 5}
+    assert json.loads(counted.stdout) == {"line": 1, "text": "It was a great day", "count": 5}
+    cut = run_cli("tokenize", *m, "--truncate", "3", "-f", "jsonl", input="It was a great day\nhi\n")
+    assert [json.loads(x) for x in cut.stdout.splitlines()] == [
+        {"line": 1, "text": "It was a", "count": 3}, {"line": 2, "text": "hi", "count": 1}]
 
 
 def test_roberta_has_no_token_types_and_albert_has(run_cli, tiny_roberta, tiny_albert):
@@ -71,7 +74,7 @@ def test_tsv(run_cli, minilm_dir):
 def test_table_view_shows_tokens_and_chips(run_cli, minilm_dir):
     r = run_cli("tokenize", "-m", str(minilm_dir), "It was a great day", "-f", "table")
     assert r.returncode == 0
-    for expected in ("[CLS]", "2009", "great", "15–18", "7 tokens, WordPiece"):
+    for expected in ("[CLS]", "2009", "great", "15–18", "7 tokens, 5 without specials, WordPiece"):
         assert expected in r.stdout
 
 
