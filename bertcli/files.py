@@ -57,17 +57,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, seekable: bool = 
             yield handle
         return
     target = Path(path)
-    try:
-        info = os.stat(target)
-    except FileNotFoundError:
-        info = None
-    except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    if info is not None and not stat.S_ISREG(info.st_mode):
-        if stat.S_ISDIR(info.st_mode):
-            raise OutputError(f"cannot write {target}: it is a folder; give a file name")
-        if not (stat.S_ISCHR(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
-            raise OutputError(f"cannot write {target}: not a regular file, a character device or a FIFO")
+    info = check_target(target)
+    if info is not None and not stat.S_ISREG(info.st_mode):  # a character device or a FIFO
         try:
             fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)  # a FIFO waits here for its reader
         except OSError as exc:
@@ -78,9 +69,6 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, seekable: bool = 
     # A symlink to a regular file keeps being a symlink: the file it points to is the one replaced.
     real = Path(os.path.realpath(target))
     folder = real.parent
-    if not folder.is_dir():
-        shown = target.parent if str(target.parent) else Path(".")
-        raise OutputError(f"cannot write {target}: folder {shown} does not exist")
     remove_stale_parts(real)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.{os.getpid()}-", suffix=".part", dir=folder)
@@ -101,6 +89,35 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, seekable: bool = 
     except BaseException:
         _silent_unlink(tmp)
         raise
+
+
+def check_target(path: str | os.PathLike, *, option: str | None = None) -> os.stat_result | None:
+    """What is at an output path: None for a new path, its stat for a regular file, a device or a FIFO.
+
+    Raises `OutputError` for a folder, a socket or a block device (never replaced), and for a new path whose
+    folder does not exist. Commands call it before any work, so a bad ``-o`` fails in a blink.
+    """
+    if standard_stream(path) is not None:
+        return None
+    target = Path(path)
+    shown = f"{option} {target}" if option else str(target)
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise OutputError(f"cannot write {shown}: {exc.strerror or exc}") from exc
+    if info is None:
+        folder = Path(os.path.realpath(target)).parent
+        if not folder.is_dir():
+            given = target.parent if str(target.parent) else Path(".")
+            raise OutputError(f"cannot write {shown}: folder {given} does not exist")
+        return None
+    if stat.S_ISDIR(info.st_mode):
+        raise OutputError(f"cannot write {shown}: it is a folder; give a file name")
+    if not (stat.S_ISREG(info.st_mode) or stat.S_ISCHR(info.st_mode) or stat.S_ISFIFO(info.st_mode)):
+        raise OutputError(f"cannot write {shown}: not a regular file, a character device or a FIFO")
+    return info
 
 
 def standard_stream(path: str | os.PathLike) -> int | None:
@@ -132,7 +149,7 @@ def _straight(fd: int, mode: str, seekable: bool, shown) -> Iterator[IO]:
     """Write into an open descriptor (a device, FIFO or stream), through a spool file when asked to seek."""
     try:
         if seekable:
-            with tempfile.TemporaryFile(mode) as spool:
+            with tempfile.TemporaryFile(mode if "+" in mode else mode.replace("w", "w+")) as spool:
                 yield spool
                 spool.flush()
                 spool.seek(0)
