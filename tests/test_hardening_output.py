@@ -297,7 +297,7 @@ def test_stale_rule_never_takes_a_live_writers_file(tmp_path):
     (["tokenize", "-m"], ["Option '-m' requires an argument", "see 'bertcli tokenize --help'"]),
     (["embed", "-m", "x", "--threads", "0", "hi"], ["Invalid value for '--threads': 0 is not in the range x>=1"]),
     (["qa", "-m", "x", "-q", "why", "--top-k", "-1"], ["Invalid value for '--top-k'"]),
-    (["mask", "-m", "x", "--epochs", "many", "hi"], ["Invalid value for '--epochs': 'many' is not a valid integer"]),
+    (["mask", "-m", "x", "--epochs", "many", "hi"], ["Invalid value for '--epochs' / '-e': 'many' is not a valid int"]),
     (["fill-mask", "-m", "x", "--top-k", "0", "a [MASK]"], ["Invalid value for '--top-k'", "fill-mask --help"]),
     (["frobnicate"], ["No such command 'frobnicate'", "commands: tokenize, embed"]),
     (["cache", "frob"], ["No such command 'frob'"]),
