@@ -232,13 +232,17 @@ def _start_slow_embed(minilm_dir: Path, cwd: Path, target: str) -> tuple[subproc
     return proc, feeder
 
 
-def test_sigterm_removes_the_temporary_file_and_exits_143(minilm_dir, tmp_path):
+@pytest.mark.parametrize(("signum", "code", "message"), [
+    (signal.SIGTERM, 143, "error: terminated (SIGTERM)"),
+    (signal.SIGINT, 130, "error: interrupted"),
+])
+def test_signal_removes_the_temporary_file(minilm_dir, tmp_path, signum, code, message):
     (tmp_path / "x.npy").write_bytes(b"old")
     proc, _ = _start_slow_embed(minilm_dir, tmp_path, "x.npy")
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err
-    _one_error_line(err.decode(), "terminated (SIGTERM)")
+    assert proc.returncode == code, err
+    assert _one_error_line(err.decode()) == message
     assert _parts(tmp_path) == [] and (tmp_path / "x.npy").read_bytes() == b"old"
 
 
