@@ -272,8 +272,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()  # a full disk or a gone reader shows here, not at interpreter exit
         if isinstance(code, int) and not isinstance(code, bool) and code:
             sys.exit(code)
-    except ReaderGoneError:
-        # The reader went away (`| head`): stop quietly, like other Unix tools.
+    except (ReaderGoneError, BrokenPipeError):
+        # The reader went away (`| head`): stop quietly, like other Unix tools. (BrokenPipeError: a pipe written
+        # without the guard, outside click — inside, click would have turned it into exit 1.)
         stdout_guard.failed = True
         sys.exit(ReaderGoneError.exit_code)
     except BertcliError as exc:
