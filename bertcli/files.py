@@ -76,7 +76,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, seekable: bool = 
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
     try:
         # The lock says "a live process is writing this": `remove_stale_parts` of another run leaves it alone.
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # (A file system without flock: no lock, and then no other run ever takes this file for stale either.)
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()

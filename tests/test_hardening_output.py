@@ -165,6 +165,26 @@ def test_atomic_write_mode_and_owner_in_process(tmp_path):
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
+def test_what_counts_as_a_stream_and_what_is_refused(tmp_path):
+    import socket
+
+    assert [files.standard_stream(p) for p in ("-", "/dev/stdout", "/dev/stderr", "/dev/fd/7", "/proc/self/fd/3")] \
+        == [1, 1, 2, 7, 3]
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to("/dev/stderr")
+    assert files.standard_stream(tmp_path / "a") == 2
+    assert files.standard_stream(tmp_path / "plain.txt") is None and files.standard_stream("/dev/null") is None
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "sock"))
+        with pytest.raises(OutputError, match="not a regular file, a character device or a FIFO"):
+            with files.atomic_write(tmp_path / "sock"):
+                pass
+    assert stat.S_ISSOCK(os.lstat(tmp_path / "sock").st_mode)
+    with pytest.raises(OutputError, match="file descriptor 97 is not open"):
+        with files.atomic_write("/dev/fd/97"):
+            pass
+
+
 # ---------------------------------------------------------------------------------------------------------
 # item 6: the pipe itself
 
