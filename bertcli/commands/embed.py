@@ -76,8 +76,8 @@ def embed(
                  shard_rows=shard_rows, address=address, workers=workers, threads=threads, similarity=similarity,
                  device=device, compute=compute, dtype=dtype)
         return
-    if out is not None and str(out) == "-":
-        out = None  # -o - is stdout
+    if out is not None and files.standard_stream(out) == 1:
+        out = None  # -o - and -o /dev/stdout are stdout: the same formats and checks as without -o
     if fmt is None and output.settings.format in (None, "auto") and out is not None:
         inferred = SUFFIX_FORMATS.get(out.suffix.lower())
         if inferred:
