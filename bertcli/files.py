@@ -256,7 +256,8 @@ def refuse_overwrite(out: str | os.PathLike | None, *, option: str = "-o", input
         if given is None or str(given) == "-":
             continue
         if _same_file(out_path, Path(given).expanduser()):
-            raise UsageError(f"{option} {out} is the input file {given}: writing it would destroy the input; "
+            kind = "folder" if os.path.isdir(given) else "file"
+            raise UsageError(f"{option} {out} is the input {kind} {given}: writing it would destroy the input; "
                              "choose another output name")
     if model is None:
         return

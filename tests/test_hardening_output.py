@@ -137,6 +137,31 @@ def test_output_into_the_model_is_refused(run_cli, minilm_dir, tmp_path):
     assert not (model / "new.npy").exists()
 
 
+def test_refusals_for_a_hub_model_and_a_folder_output(tmp_path):
+    from bertcli.errors import UsageError
+    from bertcli.resolve import ResolvedModel
+
+    repo = tmp_path / "hub" / "models--org--name"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "blobs" / "abc123").write_bytes(b"weights")
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").symlink_to("../../blobs/abc123")
+    model = ResolvedModel(ref="org/name", source="hub", path=snapshot, repo_id="org/name")
+    (tmp_path / "elsewhere").symlink_to(repo / "blobs" / "abc123")
+    for out in (snapshot / "model.safetensors", repo / "blobs" / "abc123", repo / "refs" / "main",
+                snapshot / "new.npy", tmp_path / "elsewhere"):
+        with pytest.raises(UsageError, match="bertcli never writes into a model"):
+            files.refuse_overwrite(out, model=model)
+    files.refuse_overwrite(tmp_path / "vectors.npy", model=model)  # anywhere else is fine
+    files.refuse_overwrite("-", inputs=["-"], model=model)
+    # --engine ray: the output folder may not be the input folder
+    (tmp_path / "corpus").mkdir()
+    with pytest.raises(UsageError, match="is the input folder"):
+        files.refuse_overwrite(tmp_path / "corpus", inputs=[tmp_path / "corpus"])
+    assert (repo / "blobs" / "abc123").read_bytes() == b"weights"
+
+
 def test_existing_file_keeps_its_mode(run_cli, minilm_dir, tmp_path):
     target = tmp_path / "x.npy"
     target.write_bytes(b"old")
