@@ -234,29 +234,99 @@ def hoist_global_flags(argv: list[str]) -> list[str]:
     return front + rest
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived: unwinds like Ctrl-C everywhere (temporary files removed, workers stopped)."""
+
+
+#: The signal that stopped this run (set by `_on_signal`), so the exit code can say which one.
+_signal_received: int | None = None
+
+
+def _on_signal(signum: int, _frame) -> None:
+    global _signal_received
+    _signal_received = signum
+    raise Interrupted()
+
+
+def _install_signal_handlers() -> None:
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            if signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL):
+                signal.signal(signum, _on_signal)
+        except (ValueError, OSError):  # not the main thread, or not allowed: keep the default
+            pass
+
+
+def _exit_interrupted() -> None:
+    import signal
+
+    if _signal_received == signal.SIGTERM:
+        output.error("terminated (SIGTERM)")
+        sys.exit(143)
+    output.error("interrupted")
+    sys.exit(130)
+
+
+def click_error_line(exc: Exception, args: list[str] | None = None) -> str:
+    """Click's own message for a usage error, on one line, with where to look for help."""
+    message = " ".join(exc.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoSuchCommand" or message.startswith("No such command"):
+        names = ", ".join(name for name, _, _ in COMMANDS)
+        return f"{message}; commands: {names} (see 'bertcli --help')"
+    if ctx is not None and getattr(ctx, "command_path", None):
+        return f"{message}; see '{ctx.command_path} --help'"
+    command = selected_command(args or [])
+    if command and any(name == command for name, _, _ in COMMANDS):
+        return f"{message}; see 'bertcli {command} --help'"
+    return f"{message}; see 'bertcli --help'"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app and turn known errors into one stderr line and an exit code."""
+    """Entry point: run the app and turn known errors into one stderr line and an exit code.
+
+    Click runs in non-standalone mode, so its usage errors, aborts and exits come here instead of being
+    printed as a Rich box (or, for a closed pipe, turned into exit 1) inside click.
+    """
+    from bertcli.errors import ReaderGoneError
+    from bertcli.files import guard_stdio
+
+    stdout_guard = guard_stdio()
+    _install_signal_handlers()
     args = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     run_settings.debug = "--debug" in args or os.environ.get("BERTCLI_DEBUG", "") not in ("", "0")
     try:
         register_commands(args)
-        app(args=args, prog_name="bertcli")
+        code = app(args=args, prog_name="bertcli", standalone_mode=False)
+        if _signal_received is not None:  # click turned the KeyboardInterrupt into Exit(130)
+            _exit_interrupted()
+        sys.stdout.flush()  # a full disk or a gone reader shows here, not at interpreter exit
+        if isinstance(code, int) and not isinstance(code, bool) and code:
+            sys.exit(code)
+    except (ReaderGoneError, BrokenPipeError):
+        # The reader went away (`| head`): stop quietly, like other Unix tools. (BrokenPipeError: a pipe written
+        # without the guard, outside click — inside, click would have turned it into exit 1.)
+        stdout_guard.failed = True
+        sys.exit(ReaderGoneError.exit_code)
     except BertcliError as exc:
         if run_settings.debug:
             traceback.print_exc()
         output.error(str(exc))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        output.error("interrupted")
+        _exit_interrupted()
+    except typer.Abort:
+        output.error("aborted")
         sys.exit(130)
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, like other Unix tools.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except OSError:
-            pass
-        sys.exit(141)
+    except typer.TyperException as exc:  # click's usage errors: bad option, bad value, missing argument …
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `bertcli` alone: the help was printed
+            sys.exit(2)
+        if run_settings.debug:
+            traceback.print_exc()
+        output.error(click_error_line(exc, args))
+        sys.exit(2)
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, traceback only with --debug

@@ -70,6 +70,12 @@ class OutputError(BertcliError):
     exit_code = 9
 
 
+class ReaderGoneError(BertcliError):
+    """The reader of stdout (or of a FIFO given to -o) went away, as in `bertcli … | head`: exit quietly."""
+
+    exit_code = 141
+
+
 EXIT_CODES: list[tuple[int, str, str]] = [
     (0, "ok", "success"),
     (1, "error", "unexpected internal error (a bug: please report it, with --debug output)"),
@@ -81,5 +87,7 @@ EXIT_CODES: list[tuple[int, str, str]] = [
     (MissingDependencyError.exit_code, "missing extra", MissingDependencyError.__doc__ or ""),
     (HubError.exit_code, "hub", HubError.__doc__ or ""),
     (OutputError.exit_code, "output", OutputError.__doc__ or ""),
-    (130, "interrupted", "Ctrl-C"),
+    (130, "interrupted", "Ctrl-C (SIGINT)"),
+    (ReaderGoneError.exit_code, "reader went away", ReaderGoneError.__doc__ or ""),
+    (143, "terminated", "SIGTERM (kill, a job scheduler, a container stopping): handled like Ctrl-C"),
 ]

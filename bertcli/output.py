@@ -8,8 +8,9 @@ The format is chosen once per run (`configure`), then every command hands plain 
 - ``tsv``    — a header line, then one tab-separated line per row;
 - extras a command declares itself (``ids`` for tokenize, ``npy`` for embed …).
 
-Files are written atomically (`atomic_write`): a temporary file in the target folder, then a rename, so an
-interrupted run never leaves a half file behind.
+Files are written through `bertcli.files.atomic_write`: a regular file atomically (a temporary file in the
+target folder, then a rename, so an interrupted run never leaves a half file behind), a device, FIFO or
+``-`` straight (docs/contract.md).
 """
 
 from __future__ import annotations

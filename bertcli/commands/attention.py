@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bertcli import output
+from bertcli import files, output
 from bertcli.commands._common import FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
 from bertcli.errors import UsageError
 from bertcli.inputs import iter_lines, require_nonempty
@@ -64,9 +64,10 @@ def attention(
     pick_scale(scale, 0)  # validate before loading anything
     if png is not None:
         require_matplotlib()
-        if png.is_dir():
-            raise UsageError(f"--png {png}: that is a folder; give a file name such as attention.png")
+        files.check_target(png, option="--png")  # a folder or a missing folder: exit 9 before any work
+        files.refuse_overwrite(png, option="--png", inputs=[file])
     resolved = resolve(model)
+    files.refuse_overwrite(png, option="--png", inputs=[file], model=resolved)
     check_config(resolved.config, layer, head_value)
     body = _read_text(text, file)
     with output.loading(resolved.display_name):
@@ -78,7 +79,7 @@ def attention(
     if png is not None:
         from bertcli.attention import save_png
 
-        with output.status(f"drawing {png} …"), output.atomic_write(png) as handle:
+        with output.status(f"drawing {png} …"), output.atomic_write(png, seekable=True) as handle:
             save_png(amap, handle, scale=scale)
         output.info(f"wrote {png} ({len(amap.tokens)} tokens, {amap.describe()})")
         if top is None and not explicit_format:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from bertcli import output
+from bertcli import files, output
 from bertcli.commands._common import FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
 from bertcli.errors import BadInputError, UsageError
 
@@ -76,6 +76,8 @@ def embed(
                  shard_rows=shard_rows, address=address, workers=workers, threads=threads, similarity=similarity,
                  device=device, compute=compute, dtype=dtype)
         return
+    if out is not None and files.standard_stream(out) == 1:
+        out = None  # -o - and -o /dev/stdout are stdout: the same formats and checks as without -o
     if fmt is None and output.settings.format in (None, "auto") and out is not None:
         inferred = SUFFIX_FORMATS.get(out.suffix.lower())
         if inferred:
@@ -97,11 +99,9 @@ def embed(
     if out is not None and fmt_resolved == "table":
         raise UsageError("-o writes json, jsonl, tsv or npy: choose one with -f or the file's suffix")
     if out is not None:
-        folder = out.expanduser().parent
-        if not folder.is_dir():
-            from bertcli.errors import OutputError
-
-            raise OutputError(f"cannot write {out}: folder {folder} does not exist")
+        out = out.expanduser()
+        files.check_target(out)  # a folder, a socket or a missing folder fails before the model loads
+        files.refuse_overwrite(out, inputs=[file])
 
     # Idle OpenMP threads sleep instead of spinning: on a shared or busy CPU spinning burns the cores the
     # other thread needs (measured: half the CPU time at the same speed). Set before torch loads; env wins.
@@ -117,6 +117,7 @@ def embed(
     lines = require_nonempty(iter_lines(texts, file))
     first = list(islice(lines, DEFAULT_WINDOW))
     resolved = resolve(model)
+    files.refuse_overwrite(out, inputs=[file], model=resolved)
     if backend == "onnx":
         _announce_export(resolved, quantize)
     with output.loading(resolved.display_name):
@@ -193,6 +194,7 @@ def _run_ray(*, texts, model, file, out, pooling, normalize, layer, max_length, 
         text_column=text_column, id_column=id_column, shard_rows=shard_rows)
     ray_engine.require_ray()
     resolved = resolve(model)
+    files.refuse_overwrite(out, inputs=[file], model=resolved)  # the shard folder: never an input or the model
     if backend == "onnx":
         _announce_export(resolved, quantize)
 
@@ -313,7 +315,7 @@ def _write_npy(embeddings, dim: int, dtype: str, out: Path | None) -> None:
         writer.close()
 
     if out is not None:
-        with output.atomic_write(out.expanduser(), "wb") as handle:
+        with output.atomic_write(out, "wb", seekable=True) as handle:  # the header is patched at the end
             pump(handle)
         return
     import shutil
@@ -359,7 +361,7 @@ def _emit_records(embeddings, embedder, fmt: str, out: Path | None, dtype: str) 
         return
     import contextlib
 
-    with output.atomic_write(out.expanduser(), "w") as handle, contextlib.redirect_stdout(handle):
+    with output.atomic_write(out, "w") as handle, contextlib.redirect_stdout(handle):
         output.emit(records, **kwargs)
 
 
@@ -383,7 +385,7 @@ def _similarity(embeddings, embedder, fmt: str, out: Path | None, dtype: str) ->
     matrix = cosine_matrix(np.stack(vectors)).astype(np.float16 if dtype == "float16" else np.float32)
     if fmt == "npy":
         if out is not None:
-            with output.atomic_write(out.expanduser(), "wb") as handle:
+            with output.atomic_write(out, "wb") as handle:
                 np.save(handle, matrix)
         else:
             np.save(sys.stdout.buffer, matrix)
@@ -406,7 +408,7 @@ def _to_file_or_stdout(out: Path | None, write) -> None:
         return
     import contextlib
 
-    with output.atomic_write(out.expanduser(), "w") as handle, contextlib.redirect_stdout(handle):
+    with output.atomic_write(out, "w") as handle, contextlib.redirect_stdout(handle):
         write()
 
 
