@@ -110,25 +110,27 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
         with open(path, "rb") as fh:
             head = fh.read(8)
             if len(head) < 8:
-                raise ModelFileError(f"{path.name} is too short to be a safetensors file ({size} bytes)")
+                raise ModelFileError(f"{path} is too short to be a safetensors file ({size} bytes)")
             (length,) = struct.unpack("<Q", head)
             if length > MAX_HEADER_BYTES:
-                raise ModelFileError(f"{path.name} has a corrupt header (declared header length {length:,} bytes)")
+                raise ModelFileError(f"{path} has a corrupt header (declared header length {length:,} bytes)")
             if 8 + length > size:
                 raise ModelFileError(
-                    f"{path.name} is truncated: its header needs {length:,} bytes but the file holds {size - 8:,} "
+                    f"{path} is truncated: its header needs {length:,} bytes but the file holds {size - 8:,} "
                     "after the length prefix",
                     hint="the download was probably interrupted: download the model again",
                 )
             raw = fh.read(length)
     except OSError as exc:
-        raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        from bertcli.modelfiles import describe
+
+        raise ModelFileError(f"cannot read {path}: {describe(exc, with_file=False)}") from exc
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path.name} has a corrupt header (not the JSON safetensors writes: {exc})") from exc
+        raise ModelFileError(f"{path} has a corrupt header (not the JSON safetensors writes: {exc})") from exc
     if not isinstance(header, dict):
-        raise ModelFileError(f"{path.name} has a corrupt header (a JSON {type(header).__name__}, not an object)")
+        raise ModelFileError(f"{path} has a corrupt header (a JSON {type(header).__name__}, not an object)")
     return header, size - 8 - length
 
 
