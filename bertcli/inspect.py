@@ -107,6 +107,7 @@ class Inspection:
     capabilities: list[Capability] = field(default_factory=list)
     missing_packages: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    refused: str | None = None  # why the model-running commands refuse this model (a config the weights contradict)
 
     @property
     def weights_read(self) -> bool:
@@ -294,10 +295,10 @@ def _vocab_lookup(source: str, path: Path, ins: Inspection):
         if source == "tokenizer.json":
             from tokenizers import Tokenizer
 
-            try:
+            from bertcli.modelfiles import model_files
+
+            with model_files(f"cannot load tokenizer {path}"):
                 tok = Tokenizer.from_file(str(path))
-            except Exception as exc:  # noqa: BLE001 - the Rust error is the detail
-                raise ModelFileError(f"cannot load tokenizer {path}: {str(exc).splitlines()[0]}") from exc
             return tok.token_to_id
         if source == "vocab.txt":
             ids: dict[str, int] = {}
@@ -392,11 +393,24 @@ def _read_weights(resolved: ResolvedModel, ins: Inspection, *, allow_pickle: boo
 
 
 def _config_arithmetic(ins: Inspection) -> None:
-    from bertcli.config import count_parameters
+    from bertcli.config import ConfigSizeError, count_parameters
+    from bertcli.modelfiles import stored_layers
 
+    cfg = ins.resolved.config
+    layers, kind = stored_layers(ins.tensors)
+    wanted = cfg.get("num_hidden_layers")
+    if kind == "layer" and layers and isinstance(wanted, int) and wanted > layers:
+        ins.refused = f"config.json asks for num_hidden_layers {wanted:,} but the weights hold {layers} layer(s)"
     try:
-        count = count_parameters(ins.resolved.config)
+        count = count_parameters(cfg)
+    except ConfigSizeError as exc:
+        ins.refused = ins.refused or str(exc)
+        count = None
     except (ValueError, TypeError):
+        count = None
+    if ins.refused:
+        ins.notes.append(f"{ins.refused}: the model-running commands refuse this model")
+    if count is None or ins.refused:
         return
     ins.config_parameters = count.as_record()
     if ins.parameters is not None and ins.parameters != count.total:
@@ -424,6 +438,8 @@ def _capabilities(ins: Inspection) -> list[Capability]:
         return caps + [Capability(c, False, why) for c in model_cmds]
     if not ins.weight_files:
         return caps + [Capability(c, False, "no weight files") for c in model_cmds]
+    if ins.refused:
+        return caps + [Capability(c, False, ins.refused) for c in model_cmds]
     modules = {g.name for g in ins.groups}
     for command in model_cmds:
         head = head_of[command]
