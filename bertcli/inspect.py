@@ -197,7 +197,7 @@ def inspect_model(resolved: ResolvedModel, *, allow_pickle: bool = False) -> Ins
     corrupt or truncated weights and for a config.json without ``model_type``."""
     cfg = resolved.config
     if resolved.has_config and not cfg.get("model_type"):
-        raise _no_model_type_error(resolved)
+        raise no_model_type_error(resolved)
     model_type = cfg.get("model_type")
     family = resolved.family
     ins = Inspection(
@@ -217,7 +217,7 @@ def inspect_model(resolved: ResolvedModel, *, allow_pickle: bool = False) -> Ins
     return ins
 
 
-def _no_model_type_error(resolved: ResolvedModel) -> ModelFileError:
+def no_model_type_error(resolved: ResolvedModel) -> ModelFileError:
     guess = _guess_model_type(resolved)
     if guess:
         hint = f'add "model_type": "{guess}" to config.json (its architectures or weight names say {guess})'

@@ -171,6 +171,10 @@ def load_model(
         raise ValueError(f"unknown head {head!r}")
     if not resolved.has_config:
         raise ModelFileError(f"{resolved.display_name} is a tokenizer only: running a model needs config.json and weights")
+    if not resolved.config.get("model_type"):  # transformers cannot tell the class: say that, not "no encoder"
+        from bertcli.inspect import no_model_type_error
+
+        raise no_model_type_error(resolved)
     check_head(resolved, head)
     weights = [f for f in resolved.files if f.endswith(".safetensors")]
     pickles = [f for f in resolved.files if f.endswith(".bin")]
