@@ -60,6 +60,7 @@ class SentenceTransformersSetup:
     max_seq_length: int | None
     modules: tuple[str, ...]  # module type names, in order
     unsupported: tuple[str, ...] = ()  # modules or pooling modes not reproduced (vectors would differ)
+    bad_max_seq_length: str | None = None  # sentence_bert_config.json's max_seq_length is unusable: why
 
 
 def sentence_transformers_setup(folder: str | Path) -> SentenceTransformersSetup | None:
@@ -104,7 +105,7 @@ def sentence_transformers_setup(folder: str | Path) -> SentenceTransformersSetup
             normalize = True
         else:
             unsupported.append(kind or "unknown module")
-    max_seq = None
+    max_seq = bad_max_seq = None
     st_path = folder / "sentence_bert_config.json"
     if st_path.exists():
         st_config = _read_st_json(st_path)
@@ -112,14 +113,15 @@ def sentence_transformers_setup(folder: str | Path) -> SentenceTransformersSetup
             raise ModelFileError(f"{st_path} must hold a JSON object, not {_json_kind(st_config)}")
         max_seq = st_config.get("max_seq_length")
         if max_seq is not None and (isinstance(max_seq, bool) or not isinstance(max_seq, int) or max_seq < 2):
-            raise ModelFileError(f"{st_path}: max_seq_length must be a whole number of tokens (at least 2), "
-                                 f"not {max_seq!r}", hint="fix the file, or give --max-length N")
+            bad_max_seq = f"{st_path}: max_seq_length must be a whole number of tokens (at least 2), not {max_seq!r}"
+            max_seq = None
     return SentenceTransformersSetup(
         pooling=pooling,
         normalize=normalize,
         max_seq_length=max_seq,
         modules=types,
         unsupported=tuple(unsupported),
+        bad_max_seq_length=bad_max_seq,
     )
 
 
@@ -531,6 +533,8 @@ def load_embedder(
         if limit is not None and max_length > limit:
             raise UsageError(f"--max-length {max_length} is more than this model's maximum of {limit} tokens")
     else:
+        if st and st.bad_max_seq_length:  # the folder's own limit is unusable, and nothing overrides it
+            raise ModelFileError(st.bad_max_seq_length, hint="fix the file, or give --max-length N")
         max_length = st.max_seq_length if st and st.max_seq_length else limit
         if st and st.max_seq_length and limit is not None and st.max_seq_length > limit:
             raise ModelFileError(
