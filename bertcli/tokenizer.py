@@ -320,9 +320,11 @@ def _load_converted(model: ResolvedModel, source: str, path: Path, tok_config: d
             return backend, meta["special_tokens"], kind, f"{path} (converted, cached at {tok_file})"
         except Exception:  # noqa: BLE001 - a broken cache entry is rebuilt
             pass
-    from bertcli.modelfiles import check_legacy_tokenizer
+    from bertcli.modelfiles import check_config, check_legacy_tokenizer
 
     check_legacy_tokenizer(source, path)  # only on a cache miss: a cached conversion came from good files
+    if model.has_config:  # transformers reads config.json too while converting: its errors would name vocab.txt
+        check_config(model.config, model.file("config.json"))
     hf_tok = _convert_with_transformers(model, source, path)
     backend = hf_tok.backend_tokenizer
     specials = {role: str(getattr(hf_tok, role)) for role in SPECIAL_ROLES if getattr(hf_tok, role, None)}
