@@ -454,6 +454,12 @@ def _capabilities(ins: Inspection) -> list[Capability]:
             caps.append(_capability_from_config(ins, command, head, declared))
         else:
             caps.append(_capability_from_weights(ins, command, head, modules, declared))
+    if not any(f.format == "safetensors" for f in ins.weight_files):
+        # The runner loads safetensors only (pickle can run code): say what the weights hold, and that they must
+        # be converted before any model command runs them.
+        caps = [Capability(c.command, False, f"{c.reason}; but the weights are pickle only, and bertcli runs "
+                           "safetensors (convert them once with transformers' save_pretrained)")
+                if c.available and c.command != "tokenize" else c for c in caps]
     return caps
 
 
@@ -469,7 +475,7 @@ def _tokenize_capability(ins: Inspection) -> Capability:
 
 
 def _capability_from_config(ins: Inspection, command: str, head: str, declared: bool) -> Capability:
-    pickle_note = " (weights not read: pickle; run it with --allow-pickle)"
+    pickle_note = " (weights not read: pickle; inspect --allow-pickle reads them)"
     if not any(f.format in ("safetensors", "pickle") for f in ins.weight_files):
         return Capability(command, False, "no safetensors or pickle weights")
     if head == "base":
