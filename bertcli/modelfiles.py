@@ -185,6 +185,13 @@ def check_weights(resolved: Any) -> list:
     return tensors
 
 
+def check_model(resolved: Any) -> list:
+    """`check_config` and `check_weights` together: what every model load runs before torch is imported."""
+    if resolved.has_config:
+        check_config(resolved.config, resolved.file("config.json"))
+    return check_weights(resolved)
+
+
 def check_vocab_fits(tokenizer: Any, resolved: Any) -> None:
     """Refuse a tokenizer whose token ids reach past the model's vocabulary (its embedding rows)."""
     vocab_size = resolved.config.get("vocab_size") if resolved.has_config else None

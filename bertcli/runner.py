@@ -165,7 +165,7 @@ def load_model(
     a corrupt file, or a config whose layers or sizes the weights do not hold, is a `ModelFileError` naming the
     file. With ``tokenizer``, its ids are checked against the model's vocabulary too.
     """
-    from bertcli.modelfiles import check_config, check_vocab_fits, check_weights, model_files
+    from bertcli.modelfiles import check_model, check_vocab_fits, model_files
 
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}")
@@ -188,8 +188,7 @@ def load_model(
             f"t.{HEADS[head][0]}.from_pretrained('DIR').save_pretrained('DIR')\" writes model.safetensors "
             "(`bertcli inspect --allow-pickle` reads them without converting)",
         )
-    check_config(resolved.config, resolved.file("config.json"))
-    check_weights(resolved)
+    check_model(resolved)
     if tokenizer is not None:
         check_vocab_fits(tokenizer, resolved)
     torch_device = pick_device(device)

@@ -87,6 +87,8 @@ FILL = "hello [MASK] ."
 CORRUPT_CASES = [
     ("truncated safetensors / embed", "bert_fast", truncate("model.safetensors", 5000),
      ["embed", "-m", "MODEL", "hello"], "model.safetensors"),
+    ("truncated safetensors / embed --backend onnx", "bert_fast", truncate("model.safetensors", 5000),
+     ["embed", "-m", "MODEL", "--backend", "onnx", "hello"], "model.safetensors"),
     ("header length 10^15 / qa", "bert_qa", safetensors_with_header_length(10**15),
      ["qa", "-m", "MODEL", "-q", "who?", "--context", "hello world"], "model.safetensors"),
     ("header not JSON / fill-mask", "bert", write("model.safetensors", struct.pack("<Q", 12) + b"not json!!!!" + b"\0" * 64),

@@ -159,6 +159,9 @@ def _announce_export(resolved, quantize: str | None) -> None:
     onnx_backend.require_onnxruntime()
     folder = onnx_backend.export_dir(resolved)
     if not (folder / onnx_backend.MODEL_FILE).is_file():
+        from bertcli.modelfiles import check_model
+
+        check_model(resolved)  # corrupt model files fail in one line, before "exporting …" is announced
         output.info(f"exporting {resolved.display_name} to ONNX once (cached in {folder})")
     elif quantize and not (folder / onnx_backend.QUANTIZED_FILES[quantize]).is_file():
         output.info(f"quantizing the ONNX export to {quantize} once (cached in {folder})")
