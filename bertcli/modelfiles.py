@@ -58,6 +58,8 @@ def describe(exc: BaseException, *, with_file: bool = True) -> str:
     if not first or first.endswith(":"):  # e.g. huggingface_hub's validation error puts the detail on line 2
         rest = [line.strip() for line in text.splitlines()[1:] if line.strip()]
         first = (first + " " + rest[0]).strip() if rest else first
+    if type(exc).__name__.endswith("ValidationError"):  # transformers' strict config classes: a config.json field
+        first = f"config.json: {first}"
     return first or type(exc).__name__
 
 

@@ -123,6 +123,8 @@ CORRUPT_CASES = [
      ["embed", "-m", "MODEL", "hello"], "num_hidden_layers"),
     ("num_hidden_layers 5 over 2 stored / embed", "bert_fast", set_config(num_hidden_layers=5),
      ["embed", "-m", "MODEL", "hello"], "holds 2 layer"),
+    ("hidden_act 5 / embed", "bert_fast", set_config(hidden_act=5),
+     ["embed", "-m", "MODEL", "hello"], "config.json: Validation error for field 'hidden_act'"),
     ("huge vocab_size / fill-mask", "bert_fast", set_config(vocab_size=100_000),
      ["fill-mask", "-m", "MODEL", FILL], "vocab_size"),
     ("layer_norm_eps NaN / config", "bert_fast",
