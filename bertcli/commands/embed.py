@@ -122,9 +122,9 @@ def embed(
     embedder = load_embedder(resolved, pooling=pooling, normalize=normalize, layer=layer, max_length=max_length,
                              on_long=on_long, device=device, threads=threads, max_tokens=max_tokens,
                              batch_size=batch_size, compute=compute, backend=backend, quantize=quantize)
-    rebuilt = getattr(getattr(embedder.model, "encoder", None), "export", None)
-    if rebuilt is not None and rebuilt.rebuilt:
-        output.warn(f"the cached ONNX export was corrupt and has been made again ({rebuilt.rebuilt})")
+    export = getattr(getattr(embedder.model, "encoder", None), "export", None)  # --backend onnx only
+    if export is not None and export.rebuilt:
+        output.warn(f"the cached ONNX export was corrupt and has been made again ({export.rebuilt})")
     st = embedder.sentence_transformers
     if st is not None and st.unsupported:
         output.warn(f"{resolved.display_name} is a sentence-transformers model with {', '.join(st.unsupported)}, "
