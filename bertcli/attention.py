@@ -177,7 +177,7 @@ def load_attention_reader(resolved: ResolvedModel, *, device: str = "cpu") -> At
     from bertcli.tokenizer import load_tokenizer
 
     tok = load_tokenizer(resolved)
-    loaded = load_model(resolved, head="base", device=device, attn_implementation="eager")
+    loaded = load_model(resolved, head="base", device=device, attn_implementation="eager", tokenizer=tok)
     return AttentionReader(loaded, tok)
 
 

@@ -92,6 +92,10 @@ class ParamCount:
         }
 
 
+class ConfigSizeError(ValueError):
+    """Config sizes no model can have (negative, zero, fractional, absurdly large): no arithmetic is done."""
+
+
 def _get(config: dict[str, Any], key: str, model_type: str) -> Any:
     value = config.get(key)
     return value if value is not None else _DEFAULTS[model_type].get(key)
@@ -115,6 +119,11 @@ def count_parameters(config: dict[str, Any], architecture: str | None = None) ->
         model_type = "roberta"
     if model_type not in _DEFAULTS:
         raise ValueError(f"parameter counts are known for {', '.join(SUPPORTED_TYPES)}, not {model_type or 'a config without model_type'}")
+    from bertcli.modelfiles import size_problems
+
+    problems = size_problems(config)
+    if problems:
+        raise ConfigSizeError(f"config.json's sizes cannot be counted: {'; '.join(problems)}")
     g = lambda key: _get(config, key, model_type)  # noqa: E731
     v, h, nl = int(g("vocab_size")), int(g("hidden_size")), int(g("num_hidden_layers"))
     i, p, t = int(g("intermediate_size")), int(g("max_position_embeddings")), int(g("type_vocab_size"))

@@ -198,7 +198,7 @@ def load_detector(resolved: ResolvedModel, *, device: str = "cpu") -> Detector:
     if resolved.has_config and resolved.config.get("model_type") != "electra":
         raise missing_head_error(resolved, "rtd", architectures(resolved))
     tok = load_tokenizer(resolved)
-    loaded = load_model(resolved, head="rtd", device=device)
+    loaded = load_model(resolved, head="rtd", device=device, tokenizer=tok)
     return Detector(loaded, tok)
 
 

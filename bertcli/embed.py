@@ -60,42 +60,91 @@ class SentenceTransformersSetup:
     max_seq_length: int | None
     modules: tuple[str, ...]  # module type names, in order
     unsupported: tuple[str, ...] = ()  # modules or pooling modes not reproduced (vectors would differ)
+    bad_max_seq_length: str | None = None  # sentence_bert_config.json's max_seq_length is unusable: why
 
 
 def sentence_transformers_setup(folder: str | Path) -> SentenceTransformersSetup | None:
-    """Read ``modules.json`` & co. from ``folder``; None when it is not a sentence-transformers folder."""
+    """Read ``modules.json`` & co. from ``folder``; None when it is not a sentence-transformers folder.
+
+    A folder that has ``modules.json`` promises its pooling and normalization: a ``modules.json``,
+    ``1_Pooling/config.json`` or ``sentence_bert_config.json`` that cannot be read, or that says something
+    impossible, is a `ModelFileError` naming the file — never silently different vectors.
+    """
     folder = Path(folder)
-    modules = _read_json(folder / "modules.json")
-    if not isinstance(modules, list) or not modules:
+    modules_path = folder / "modules.json"
+    if not modules_path.exists():
         return None
-    types = tuple(str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules if isinstance(m, dict))
+    modules = _read_st_json(modules_path)
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise ModelFileError(f"{modules_path} must hold a JSON list of modules ({{\"type\": …, \"path\": …}} each), "
+                             f"not {_json_kind(modules)}")
+    if not modules:
+        return None
+    types = tuple(str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules)
     pooling: str | None = None
     normalize = False
     unsupported: list[str] = []
     for module in modules:
-        if not isinstance(module, dict):
-            continue
         kind = str(module.get("type", "")).rsplit(".", 1)[-1]
         path = str(module.get("path", ""))
         if kind == "Transformer":
             if path not in ("", "."):
                 unsupported.append(f"Transformer in {path}/")
         elif kind == "Pooling":
-            pooling, bad = _st_pooling(_read_json(folder / path / "config.json") or {})
+            pooling_path = folder / path / "config.json"
+            pooling_config = _read_st_json(pooling_path)
+            if not isinstance(pooling_config, dict):
+                raise ModelFileError(f"{pooling_path} must hold a JSON object of pooling flags, "
+                                     f"not {_json_kind(pooling_config)}")
+            pooling, bad = _st_pooling(pooling_config)
+            if pooling is None and not bad:
+                raise ModelFileError(f"{pooling_path} selects no pooling mode (pooling_mode_mean_tokens, "
+                                     "pooling_mode_cls_token, … are all false or missing)")
             unsupported.extend(bad)
         elif kind == "Normalize":
             normalize = True
         else:
             unsupported.append(kind or "unknown module")
-    st_config = _read_json(folder / "sentence_bert_config.json") or {}
-    max_seq = st_config.get("max_seq_length") if isinstance(st_config, dict) else None
+    max_seq = bad_max_seq = None
+    st_path = folder / "sentence_bert_config.json"
+    if st_path.exists():
+        st_config = _read_st_json(st_path)
+        if not isinstance(st_config, dict):
+            raise ModelFileError(f"{st_path} must hold a JSON object, not {_json_kind(st_config)}")
+        max_seq = st_config.get("max_seq_length")
+        if max_seq is not None and (isinstance(max_seq, bool) or not isinstance(max_seq, int) or max_seq < 2):
+            bad_max_seq = f"{st_path}: max_seq_length must be a whole number of tokens (at least 2), not {max_seq!r}"
+            max_seq = None
     return SentenceTransformersSetup(
         pooling=pooling,
         normalize=normalize,
-        max_seq_length=max_seq if isinstance(max_seq, int) and max_seq > 0 else None,
+        max_seq_length=max_seq,
         modules=types,
         unsupported=tuple(unsupported),
+        bad_max_seq_length=bad_max_seq,
     )
+
+
+def _read_st_json(path: Path) -> Any:
+    """A sentence-transformers JSON file that exists (a missing one is a `ModelFileError` too)."""
+    from bertcli.modelfiles import describe
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ModelFileError(f"{path} is missing (modules.json lists it)") from exc
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path}: {describe(exc, with_file=False)}") from exc
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{path} is not UTF-8 text: it is corrupt") from exc
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ModelFileError(f"{path} is not valid JSON ({exc})") from exc
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(type(value), f"a {type(value).__name__}")
 
 
 def _st_pooling(config: dict) -> tuple[str | None, list[str]]:
@@ -112,13 +161,6 @@ def _st_pooling(config: dict) -> tuple[str | None, list[str]]:
     if not chosen and not others:
         return None, []
     return None, [f"pooling {'+'.join(chosen + others)}"]
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -457,6 +499,7 @@ def load_embedder(
     cores / ``workers``.
     """
     from bertcli.backends import check_backend
+    from bertcli.modelfiles import check_vocab_fits
     from bertcli.runner import load_model, set_threads
     from bertcli.tokenizer import load_tokenizer
 
@@ -482,6 +525,7 @@ def load_embedder(
     if normalize is None:  # the folder's Normalize module belongs to its own pooling
         normalize = bool(st and st.normalize and st.pooling is not None and pooling == st.pooling)
     tokenizer = load_tokenizer(resolved)
+    check_vocab_fits(tokenizer, resolved)
     limit = model_limit(resolved, tokenizer)
     if max_length is not None:
         if max_length < 2:
@@ -489,9 +533,15 @@ def load_embedder(
         if limit is not None and max_length > limit:
             raise UsageError(f"--max-length {max_length} is more than this model's maximum of {limit} tokens")
     else:
+        if st and st.bad_max_seq_length:  # the folder's own limit is unusable, and nothing overrides it
+            raise ModelFileError(st.bad_max_seq_length, hint="fix the file, or give --max-length N")
         max_length = st.max_seq_length if st and st.max_seq_length else limit
-        if limit is not None and max_length is not None:
-            max_length = min(max_length, limit)
+        if st and st.max_seq_length and limit is not None and st.max_seq_length > limit:
+            raise ModelFileError(
+                f"{Path(resolved.path) / 'sentence_bert_config.json'}: max_seq_length {st.max_seq_length:,} is more "
+                f"than this model's maximum of {limit} tokens",
+                hint=f"fix the file, or give --max-length {limit}",
+            )
     if backend == "onnx":
         from bertcli.backends.onnx import load_model as load_onnx_model
 

@@ -183,7 +183,7 @@ def load_fill_masker(resolved: ResolvedModel, *, device: str = "cpu", batch_size
     if resolved.has_config:
         check_head(resolved, "mlm")  # a missing head is refused before any tokenizer or weights are loaded
     tok = load_tokenizer(resolved)
-    loaded = load_model(resolved, head="mlm", device=device)
+    loaded = load_model(resolved, head="mlm", device=device, tokenizer=tok)
     return FillMasker(loaded, tok, batch_size=batch_size)
 
 

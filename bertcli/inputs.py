@@ -40,6 +40,21 @@ def _decode(raw: bytes, number: int, source: str) -> str:
         ) from exc
 
 
+def check_utf8(text: str, label: str) -> str:
+    """``text`` unchanged, or a `BadInputError` naming ``label`` when it was not valid UTF-8.
+
+    Python decodes command-line arguments with ``surrogateescape``: a byte that is not UTF-8 arrives as a lone
+    surrogate (U+DC80…U+DCFF), which no tokenizer can take. Every text argument passes through here.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"lone surrogate U+{code:04X}"
+        raise BadInputError(f"{label} is not valid UTF-8 ({what} at character {exc.start + 1})") from exc
+    return text
+
+
 def _iter_stream(stream: BinaryIO, source: str) -> Iterator[Line]:
     for number, raw in enumerate(stream, start=1):
         text = _decode(raw, number, source)
@@ -60,7 +75,7 @@ def iter_lines(
         raise UsageError("give texts as arguments or with --file, not both")
     if texts:
         for i, text in enumerate(texts, start=1):
-            yield Line(i, text, "<arg>")
+            yield Line(i, check_utf8(text, f"text argument {i}"), "<arg>")
         return
     if file is not None and str(file) != "-":
         path = Path(file).expanduser()

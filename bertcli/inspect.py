@@ -107,6 +107,7 @@ class Inspection:
     capabilities: list[Capability] = field(default_factory=list)
     missing_packages: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    refused: str | None = None  # why the model-running commands refuse this model (a config the weights contradict)
 
     @property
     def weights_read(self) -> bool:
@@ -196,7 +197,7 @@ def inspect_model(resolved: ResolvedModel, *, allow_pickle: bool = False) -> Ins
     corrupt or truncated weights and for a config.json without ``model_type``."""
     cfg = resolved.config
     if resolved.has_config and not cfg.get("model_type"):
-        raise _no_model_type_error(resolved)
+        raise no_model_type_error(resolved)
     model_type = cfg.get("model_type")
     family = resolved.family
     ins = Inspection(
@@ -216,7 +217,7 @@ def inspect_model(resolved: ResolvedModel, *, allow_pickle: bool = False) -> Ins
     return ins
 
 
-def _no_model_type_error(resolved: ResolvedModel) -> ModelFileError:
+def no_model_type_error(resolved: ResolvedModel) -> ModelFileError:
     guess = _guess_model_type(resolved)
     if guess:
         hint = f'add "model_type": "{guess}" to config.json (its architectures or weight names say {guess})'
@@ -294,10 +295,10 @@ def _vocab_lookup(source: str, path: Path, ins: Inspection):
         if source == "tokenizer.json":
             from tokenizers import Tokenizer
 
-            try:
+            from bertcli.modelfiles import model_files
+
+            with model_files(f"cannot load tokenizer {path}"):
                 tok = Tokenizer.from_file(str(path))
-            except Exception as exc:  # noqa: BLE001 - the Rust error is the detail
-                raise ModelFileError(f"cannot load tokenizer {path}: {str(exc).splitlines()[0]}") from exc
             return tok.token_to_id
         if source == "vocab.txt":
             ids: dict[str, int] = {}
@@ -392,11 +393,24 @@ def _read_weights(resolved: ResolvedModel, ins: Inspection, *, allow_pickle: boo
 
 
 def _config_arithmetic(ins: Inspection) -> None:
-    from bertcli.config import count_parameters
+    from bertcli.config import ConfigSizeError, count_parameters
+    from bertcli.modelfiles import stored_layers
 
+    cfg = ins.resolved.config
+    layers, kind = stored_layers(ins.tensors)
+    wanted = cfg.get("num_hidden_layers")
+    if kind == "layer" and layers and isinstance(wanted, int) and wanted > layers:
+        ins.refused = f"config.json asks for num_hidden_layers {wanted:,} but the weights hold {layers} layer(s)"
     try:
-        count = count_parameters(ins.resolved.config)
+        count = count_parameters(cfg)
+    except ConfigSizeError as exc:
+        ins.refused = ins.refused or str(exc)
+        count = None
     except (ValueError, TypeError):
+        count = None
+    if ins.refused:
+        ins.notes.append(f"{ins.refused}: the model-running commands refuse this model")
+    if count is None or ins.refused:
         return
     ins.config_parameters = count.as_record()
     if ins.parameters is not None and ins.parameters != count.total:
@@ -424,6 +438,8 @@ def _capabilities(ins: Inspection) -> list[Capability]:
         return caps + [Capability(c, False, why) for c in model_cmds]
     if not ins.weight_files:
         return caps + [Capability(c, False, "no weight files") for c in model_cmds]
+    if ins.refused:
+        return caps + [Capability(c, False, ins.refused) for c in model_cmds]
     modules = {g.name for g in ins.groups}
     for command in model_cmds:
         head = head_of[command]
@@ -438,6 +454,12 @@ def _capabilities(ins: Inspection) -> list[Capability]:
             caps.append(_capability_from_config(ins, command, head, declared))
         else:
             caps.append(_capability_from_weights(ins, command, head, modules, declared))
+    if not any(f.format == "safetensors" for f in ins.weight_files):
+        # The runner loads safetensors only (pickle can run code): say what the weights hold, and that they must
+        # be converted before any model command runs them.
+        caps = [Capability(c.command, False, f"{c.reason}; but the weights are pickle only, and bertcli runs "
+                           "safetensors (convert them once with transformers' save_pretrained)")
+                if c.available and c.command != "tokenize" else c for c in caps]
     return caps
 
 
@@ -453,7 +475,7 @@ def _tokenize_capability(ins: Inspection) -> Capability:
 
 
 def _capability_from_config(ins: Inspection, command: str, head: str, declared: bool) -> Capability:
-    pickle_note = " (weights not read: pickle; run it with --allow-pickle)"
+    pickle_note = " (weights not read: pickle; inspect --allow-pickle reads them)"
     if not any(f.format in ("safetensors", "pickle") for f in ins.weight_files):
         return Capability(command, False, "no safetensors or pickle weights")
     if head == "base":

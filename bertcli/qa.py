@@ -263,5 +263,5 @@ def load_answerer(resolved: Any, *, device: str = "auto", options: QAOptions | N
         check_head(resolved, "qa")
     tokenizer = load_tokenizer(resolved)
     check_options(tokenizer, resolved.config if resolved.has_config else {}, options)
-    loaded = load_model(resolved, head="qa", device=device)
+    loaded = load_model(resolved, head="qa", device=device, tokenizer=tokenizer)
     return QuestionAnswerer(loaded, tokenizer, options)

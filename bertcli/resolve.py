@@ -145,6 +145,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ModelFileError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
     if not isinstance(data, dict):
         raise ModelFileError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    from bertcli.modelfiles import non_finite_fields
+
+    bad = non_finite_fields(data)
+    if bad:  # Python's parser takes NaN/Infinity; nothing downstream can use them, and JSON output could not hold them
+        raise ModelFileError(f"{path}: {', '.join(bad[:3])} {'is' if len(bad) == 1 else 'are'} NaN or Infinity, "
+                             "which JSON does not allow and no model can compute with")
     return data
 
 

@@ -125,7 +125,7 @@ def check_head(resolved: ResolvedModel, head: str) -> None:
 
 def missing_head_error(resolved: ResolvedModel, head: str, archs: list[str]) -> ModelFileError:
     _, what, command = HEADS[head]
-    fits = suggest_commands(resolved, archs)
+    fits = [c for c in suggest_commands(resolved, archs) if c != command]  # never suggest what just failed
     hint = f"this model fits: {', '.join('bertcli ' + c for c in fits)}" if fits else None
     return ModelFileError(
         f"{resolved.display_name} has no {what} (architecture: {', '.join(archs) or 'unknown'}), "
@@ -157,12 +157,24 @@ def load_model(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     attn_implementation: str | None = None,
+    tokenizer: Any = None,
 ) -> LoadedModel:
-    """Load ``resolved`` with the given head, in eval mode on ``device``."""
+    """Load ``resolved`` with the given head, in eval mode on ``device``.
+
+    Before torch is imported, config.json's sizes and the safetensors headers are checked (`bertcli.modelfiles`):
+    a corrupt file, or a config whose layers or sizes the weights do not hold, is a `ModelFileError` naming the
+    file. With ``tokenizer``, its ids are checked against the model's vocabulary too.
+    """
+    from bertcli.modelfiles import check_model, check_vocab_fits, model_files
+
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}")
     if not resolved.has_config:
         raise ModelFileError(f"{resolved.display_name} is a tokenizer only: running a model needs config.json and weights")
+    if not resolved.config.get("model_type"):  # transformers cannot tell the class: say that, not "no encoder"
+        from bertcli.inspect import no_model_type_error
+
+        raise no_model_type_error(resolved)
     check_head(resolved, head)
     weights = [f for f in resolved.files if f.endswith(".safetensors")]
     pickles = [f for f in resolved.files if f.endswith(".bin")]
@@ -170,9 +182,15 @@ def load_model(
         raise ModelFileError(f"{resolved.display_name} has no weights (model.safetensors or pytorch_model.bin)")
     if not weights and not allow_pickle:
         raise ModelFileError(
-            f"{resolved.display_name} has only pickle weights ({', '.join(pickles)}), which can run code when loaded",
-            hint="pass --allow-pickle if you trust the source (they are then loaded with weights_only=True)",
+            f"{resolved.display_name} has only pickle weights ({', '.join(pickles)}), which can run code when loaded, "
+            "and bertcli runs safetensors weights only",
+            hint=f"if you trust the source, convert them once: python -c \"import transformers as t; "
+            f"t.{HEADS[head][0]}.from_pretrained('DIR').save_pretrained('DIR')\" writes model.safetensors "
+            "(`bertcli inspect --allow-pickle` reads them without converting)",
         )
+    check_model(resolved)
+    if tokenizer is not None:
+        check_vocab_fits(tokenizer, resolved)
     torch_device = pick_device(device)
     quiet_transformers()
     try:
@@ -188,15 +206,16 @@ def load_model(
         kwargs["dtype"] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    if resolved.inferred_model_type:  # config.json has no model_type: transformers 5 needs the config given
-        kwargs["config"] = transformers.AutoConfig.for_model(**resolved.config)
     try:
-        model, info = auto_cls.from_pretrained(str(resolved.path), **kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "Unrecognized configuration class" in str(exc) or "Unrecognized model" in str(exc):
-            raise missing_head_error(resolved, head, architectures(resolved)) from exc
-        raise ModelFileError(f"cannot load {resolved.display_name}: {message}") from exc
+        with model_files(f"cannot load {resolved.display_name}"):
+            if resolved.inferred_model_type:  # config.json has no model_type: transformers 5 needs the config given
+                kwargs["config"] = transformers.AutoConfig.for_model(**resolved.config)
+            model, info = auto_cls.from_pretrained(str(resolved.path), **kwargs)
+    except ModelFileError as exc:
+        cause = str(exc.__cause__ or "")
+        if "Unrecognized configuration class" in cause or "Unrecognized model" in cause:
+            raise missing_head_error(resolved, head, architectures(resolved)) from exc.__cause__
+        raise
     missing = list(info.get("missing_keys") or [])
     if head != "base":
         body = _base_prefix(model)

@@ -74,11 +74,12 @@ def tokenizer_kind(model: ResolvedModel) -> str | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return kind_from_tokenizer_json(data)
+    return kind_from_tokenizer_json(data) if isinstance(data, dict) else None
 
 
 def kind_from_tokenizer_json(data: dict) -> str:
-    model_type = (data.get("model") or {}).get("type")
+    model = data.get("model")
+    model_type = model.get("type") if isinstance(model, dict) else None
     if model_type == "WordPiece":
         return "WordPiece"
     if model_type == "Unigram":
@@ -187,23 +188,29 @@ class LoadedTokenizer:
 
 
 def load_tokenizer(model: ResolvedModel) -> LoadedTokenizer:
-    """The tokenizer for a resolved model (fast path from tokenizer.json, else a cached conversion)."""
+    """The tokenizer for a resolved model (fast path from tokenizer.json, else a cached conversion).
+
+    Corrupt tokenizer files are a `ModelFileError` naming the file (`bertcli.modelfiles`): legacy files are
+    checked before transformers converts them, and whatever a library raises while reading them is translated.
+    """
+    from bertcli.modelfiles import model_files
+
     source, path = tokenizer_source(model)
     tok_config = _read_json(model.file("tokenizer_config.json")) if model.tokenizer_file is None else {}
     if source == "tokenizer.json":
         from tokenizers import Tokenizer
 
-        try:
+        with model_files(f"cannot load tokenizer {path}"):
             backend = Tokenizer.from_file(str(path))
-        except Exception as exc:  # noqa: BLE001 - the Rust error is the detail
-            raise ModelFileError(f"cannot load tokenizer {path}: {str(exc).splitlines()[0]}") from exc
         data_specials = _specials_from_files(model, tok_config)
         kind = tokenizer_kind(model) or "unknown"
         desc = str(path)
     else:
-        backend, data_specials, kind, desc = _load_converted(model, source, path, tok_config)
+        with model_files(f"cannot build a tokenizer from {path}"):
+            backend, data_specials, kind, desc = _load_converted(model, source, path, tok_config)
     backend.no_padding()
     backend.no_truncation()
+    _check_vocabulary(backend, path)
     max_len = _model_max_length(model, tok_config)
     return LoadedTokenizer(
         backend=backend,
@@ -213,6 +220,16 @@ def load_tokenizer(model: ResolvedModel) -> LoadedTokenizer:
         model_max_length=max_len,
         uses_token_types=_uses_token_types(model, kind),
     )
+
+
+def _check_vocabulary(backend: Any, path: Path) -> None:
+    """A tokenizer that would fail on its first text (empty vocabulary, WordPiece without its unknown token)."""
+    if backend.get_vocab_size(with_added_tokens=False) == 0:
+        raise ModelFileError(f"{path}: the tokenizer's vocabulary is empty")
+    unk = getattr(backend.model, "unk_token", None)
+    if type(backend.model).__name__ == "WordPiece" and unk and backend.token_to_id(unk) is None:
+        raise ModelFileError(f"{path}: the WordPiece vocabulary lacks its unknown token {unk!r}, which every "
+                             "word outside the vocabulary becomes")
 
 
 def _uses_token_types(model: ResolvedModel, kind: str) -> bool:
@@ -303,6 +320,11 @@ def _load_converted(model: ResolvedModel, source: str, path: Path, tok_config: d
             return backend, meta["special_tokens"], kind, f"{path} (converted, cached at {tok_file})"
         except Exception:  # noqa: BLE001 - a broken cache entry is rebuilt
             pass
+    from bertcli.modelfiles import check_config, check_legacy_tokenizer
+
+    check_legacy_tokenizer(source, path)  # only on a cache miss: a cached conversion came from good files
+    if model.has_config:  # transformers reads config.json too while converting: its errors would name vocab.txt
+        check_config(model.config, model.file("config.json"))
     hf_tok = _convert_with_transformers(model, source, path)
     backend = hf_tok.backend_tokenizer
     specials = {role: str(getattr(hf_tok, role)) for role in SPECIAL_ROLES if getattr(hf_tok, role, None)}
@@ -352,8 +374,6 @@ def _convert_with_transformers(model: ResolvedModel, source: str, path: Path):
             f"loading {path.name} needs an optional package: {exc}",
             hint="pip install 'bertcli[sentencepiece]'  (sentencepiece and protobuf)",
         ) from exc
-    except (OSError, ValueError, TypeError, RuntimeError) as exc:
-        raise ModelFileError(f"cannot build a tokenizer from {path}: {str(exc).splitlines()[0]}") from exc
 
 
 def _check_sentencepiece(source: str) -> None:

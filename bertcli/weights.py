@@ -102,33 +102,38 @@ class TiedWeight:
 # safetensors
 
 
-def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
-    """(header dict without ``__metadata__`` → kept under that key, size of the data section) — validated."""
+def read_safetensors_header(path: str | os.PathLike, *, file_label: str | None = None) -> tuple[dict, int]:
+    """(header dict without ``__metadata__`` → kept under that key, size of the data section) — validated.
+
+    Errors name the file as ``file_label`` (default: its name)."""
     path = Path(path)
+    label = file_label or path.name
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
             head = fh.read(8)
             if len(head) < 8:
-                raise ModelFileError(f"{path.name} is too short to be a safetensors file ({size} bytes)")
+                raise ModelFileError(f"{label} is too short to be a safetensors file ({size} bytes)")
             (length,) = struct.unpack("<Q", head)
             if length > MAX_HEADER_BYTES:
-                raise ModelFileError(f"{path.name} has a corrupt header (declared header length {length:,} bytes)")
+                raise ModelFileError(f"{label} has a corrupt header (declared header length {length:,} bytes)")
             if 8 + length > size:
                 raise ModelFileError(
-                    f"{path.name} is truncated: its header needs {length:,} bytes but the file holds {size - 8:,} "
+                    f"{label} is truncated: its header needs {length:,} bytes but the file holds {size - 8:,} "
                     "after the length prefix",
                     hint="the download was probably interrupted: download the model again",
                 )
             raw = fh.read(length)
     except OSError as exc:
-        raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        from bertcli.modelfiles import describe
+
+        raise ModelFileError(f"cannot read {path}: {describe(exc, with_file=False)}") from exc
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path.name} has a corrupt header (not the JSON safetensors writes: {exc})") from exc
+        raise ModelFileError(f"{label} has a corrupt header (not the JSON safetensors writes: {exc})") from exc
     if not isinstance(header, dict):
-        raise ModelFileError(f"{path.name} has a corrupt header (a JSON {type(header).__name__}, not an object)")
+        raise ModelFileError(f"{label} has a corrupt header (a JSON {type(header).__name__}, not an object)")
     return header, size - 8 - length
 
 
@@ -136,7 +141,7 @@ def read_safetensors(path: str | os.PathLike, *, file_label: str | None = None) 
     """Every tensor a safetensors file holds, from its header alone; offsets checked against the file size."""
     path = Path(path)
     label = file_label or path.name
-    header, data_size = read_safetensors_header(path)
+    header, data_size = read_safetensors_header(path, file_label=label)
     tensors = []
     for name, entry in header.items():
         if name == "__metadata__":

@@ -242,9 +242,10 @@ def test_pickle_only_not_read_without_allow_pickle(pickle_folder):
     ins = inspect_model(resolve_model(str(pickle_folder)))
     assert [(f.name, f.format, f.read) for f in ins.weight_files] == [("pytorch_model.bin", "pickle", False)]
     assert ins.parameters is None and ins.tensors == []
-    assert _available(ins) == ["tokenize", "embed", "fill-mask"]
+    assert _available(ins) == ["tokenize"]  # the model commands run safetensors only
     assert ins.capability("fill-mask").reason == (
-        "config declares BertForMaskedLM (weights not read: pickle; run it with --allow-pickle)")
+        "config declares BertForMaskedLM (weights not read: pickle; inspect --allow-pickle reads them); but the "
+        "weights are pickle only, and bertcli runs safetensors (convert them once with transformers' save_pretrained)")
     assert ins.notes == ["pytorch_model.bin: pickle weights not read (pass --allow-pickle); capabilities below come "
                          "from config.json alone"]
 
@@ -255,4 +256,6 @@ def test_pickle_with_allow_pickle_reconciles_ties(pickle_folder):
     # torch.save kept the tied decoder (shared storage): read once, reported as tied, as from safetensors.
     assert (ins.parameters, ins.state_dict_parameters) == (42_232, 62_032)
     assert [t.name for t in ins.tied] == ["cls.predictions.decoder.weight", "cls.predictions.decoder.bias"]
-    assert _available(ins) == ["tokenize", "embed", "fill-mask"]
+    assert _available(ins) == ["tokenize"]  # what the weights hold is told, but running needs safetensors
+    assert ins.capability("fill-mask").reason.startswith("masked-LM head in the weights")
+    assert "pickle only" in ins.capability("embed").reason

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from bertcli.backends import default_threads
-from bertcli.errors import MissingDependencyError, ModelFileError, UsageError
+from bertcli.errors import MissingDependencyError, ModelFileError, OutputError, UsageError
 
 INSTALL_HINT = "pip install 'bertcli[onnx]'"
 EXPORT_FORMAT = 2  # bump when the exported graph's layout changes: old exports are then not reused
@@ -136,6 +136,7 @@ class OnnxExport:
     path: Path
     meta: dict[str, Any]
     created: bool = False
+    rebuilt: str | None = None  # why a corrupt cached export was thrown away and made again
 
     @property
     def input_names(self) -> list[str]:
@@ -153,10 +154,17 @@ def ensure_export(resolved: Any, *, quantize: str | None = None, allow_pickle: b
     require_onnxruntime()
     folder = export_dir(resolved)
     created = False
-    if not _complete(folder):
+    rebuilt = None
+    meta = _read_meta(folder) if _complete(folder) else None
+    if meta is None and _complete(folder):
+        rebuilt = f"{folder / META_FILE} is corrupt"
+        shutil.rmtree(folder, ignore_errors=True)
+    if meta is None:
         _export_into_cache(resolved, folder, allow_pickle=allow_pickle)
         created = True
-    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        meta = _read_meta(folder)
+        if meta is None:
+            raise ModelFileError(f"the ONNX export just written to {folder} cannot be read back")
     path = folder / MODEL_FILE
     if quantize is not None:
         qpath = folder / QUANTIZED_FILES[quantize]
@@ -164,7 +172,18 @@ def ensure_export(resolved: Any, *, quantize: str | None = None, allow_pickle: b
             _quantize(path, qpath)
             created = True
         path = qpath
-    return OnnxExport(folder=folder, path=path, meta=meta, created=created)
+    return OnnxExport(folder=folder, path=path, meta=meta, created=created, rebuilt=rebuilt)
+
+
+def _read_meta(folder: Path) -> dict[str, Any] | None:
+    """The export's meta.json, or None when it cannot be read or lacks what running needs."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not all(k in meta for k in ("inputs", "hidden_size", "num_layers")):
+        return None
+    return meta
 
 
 def _complete(folder: Path) -> bool:
@@ -172,9 +191,21 @@ def _complete(folder: Path) -> bool:
 
 
 def _export_into_cache(resolved: Any, folder: Path, *, allow_pickle: bool) -> None:
-    """Export into a temporary folder beside ``folder`` and move it into place in one rename."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
+    """Export into a temporary folder beside ``folder`` and move it into place in one rename.
+
+    A cache folder that cannot be written is an `OutputError` (exit 9) naming it: the export is what makes
+    ``--backend onnx`` fast, so it is not silently redone in a temporary folder on every run.
+    """
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
+    except OSError as exc:
+        from bertcli.modelfiles import describe
+
+        raise OutputError(
+            f"cannot write the ONNX export into bertcli's cache {folder.parent}: {describe(exc, with_file=False)}",
+            hint="set BERTCLI_CACHE to a writable folder",
+        ) from exc
     try:
         meta = export_encoder(resolved, tmp / MODEL_FILE, allow_pickle=allow_pickle)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -184,7 +215,8 @@ def _export_into_cache(resolved: Any, folder: Path, *, allow_pickle: bool) -> No
             if not _complete(folder):  # not a lost race with another process: a real failure
                 raise
     except OSError as exc:
-        raise ModelFileError(f"cannot write the ONNX export to {folder.parent}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot write the ONNX export to {folder.parent}: {exc.strerror or exc}",
+                          hint="set BERTCLI_CACHE to a writable folder") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -425,9 +457,21 @@ def load_encoder(
     """
     if threads is not None and threads < 1:
         raise UsageError("--threads must be at least 1")
+    from bertcli.modelfiles import model_files
+
     export = ensure_export(resolved, quantize=quantize, allow_pickle=allow_pickle)
     threads = threads or default_threads(workers)
-    session = _session(export.path, threads=threads)
+    try:
+        with model_files(export.path):
+            session = _session(export.path, threads=threads)
+    except ModelFileError as exc:
+        if export.created:  # made just now and still unreadable: nothing to rebuild
+            raise
+        shutil.rmtree(export.folder, ignore_errors=True)  # a corrupt cached export: make it again, once
+        export = ensure_export(resolved, quantize=quantize, allow_pickle=allow_pickle)
+        export.rebuilt = str(exc)
+        with model_files(export.path):
+            session = _session(export.path, threads=threads)
     outputs = [o.name for o in session.get_outputs()]
     inputs = [i.name for i in session.get_inputs()]
     return OnnxEncoder(export=export, session=session, threads=threads, quantize=quantize,

@@ -100,6 +100,9 @@ def _read_text(text: str | None, file: Path | None) -> str:
     if text is not None:
         if file is not None:
             raise UsageError("give the text as an argument or with --file, not both")
+        from bertcli.inputs import check_utf8
+
+        check_utf8(text, "the text argument")
         if not text.strip():
             from bertcli.errors import BadInputError
 

@@ -79,8 +79,12 @@ def config_record(resolved, cfg: dict[str, Any], *, with_params: bool = True) ->
         try:
             record["parameters"] = count_parameters(cfg).as_record()
         except ValueError as exc:
+            from bertcli.config import ConfigSizeError
+
             record["parameters"] = None
             record["parameters_unavailable"] = str(exc)
+            if isinstance(exc, ConfigSizeError):  # a corrupt config: say so loudly, not only in the record
+                output.warn(f"{resolved.display_name}: {exc}")
     return record
 
 

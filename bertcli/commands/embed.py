@@ -124,6 +124,9 @@ def embed(
         embedder = load_embedder(resolved, pooling=pooling, normalize=normalize, layer=layer, max_length=max_length,
                                  on_long=on_long, device=device, threads=threads, max_tokens=max_tokens,
                                  batch_size=batch_size, compute=compute, backend=backend, quantize=quantize)
+    export = getattr(getattr(embedder.model, "encoder", None), "export", None)  # --backend onnx only
+    if export is not None and export.rebuilt:
+        output.warn(f"the cached ONNX export was corrupt and has been made again ({export.rebuilt})")
     st = embedder.sentence_transformers
     if st is not None and st.unsupported:
         output.warn(f"{resolved.display_name} is a sentence-transformers model with {', '.join(st.unsupported)}, "
@@ -158,6 +161,9 @@ def _announce_export(resolved, quantize: str | None) -> None:
     onnx_backend.require_onnxruntime()
     folder = onnx_backend.export_dir(resolved)
     if not (folder / onnx_backend.MODEL_FILE).is_file():
+        from bertcli.modelfiles import check_model
+
+        check_model(resolved)  # corrupt model files fail in one line, before "exporting …" is announced
         output.info(f"exporting {resolved.display_name} to ONNX once (cached in {folder})")
     elif quantize and not (folder / onnx_backend.QUANTIZED_FILES[quantize]).is_file():
         output.info(f"quantizing the ONNX export to {quantize} once (cached in {folder})")

@@ -53,6 +53,9 @@ def mask(
         raise UsageError(f"--mask-prob must be in (0, 1], got {mask_prob}")
     if samples is not None and epochs is not None:
         raise UsageError("--samples and --epochs do not go together")
+    from bertcli.inputs import check_utf8
+
+    check_utf8(text, "the text argument")
     if not text.strip():
         raise BadInputError("empty text: nothing to mask")
     fmt_resolved = output.resolve_format()

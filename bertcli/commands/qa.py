@@ -13,7 +13,7 @@ import typer
 from bertcli import output
 from bertcli.commands._common import FormatOpt, ModelOpt, QuietLongOpt, apply_output, examples, resolve
 from bertcli.errors import BadInputError, UsageError
-from bertcli.inputs import open_input
+from bertcli.inputs import check_utf8, open_input
 
 EXAMPLES = examples(
     'bertcli qa -m spanbert-qa -q "What is Maching Learning?" -c "Machine Learning is a subset of Artifical '
@@ -68,7 +68,8 @@ def qa(
             raise UsageError("give a question with -q/--question (or records with --input FILE.jsonl)")
         if context is not None and context_file is not None:
             raise UsageError("give the context with --context or --context-file, not both")
-        for q in questions:
+        for i, q in enumerate(questions, start=1):
+            check_utf8(q, f"question {i}" if len(questions) > 1 else "the question")
             if not q.strip():
                 raise BadInputError("the question is empty")
 
@@ -110,7 +111,7 @@ def qa(
 def _read_context(context: str | None, context_file: Path | None) -> str:
     """The context from --context, --context-file (or '-'), or stdin; strict UTF-8, BOM dropped."""
     if context is not None:
-        text = context
+        text = check_utf8(context, "--context")
     else:
         if context_file is not None and str(context_file) != "-":
             path = Path(context_file).expanduser()

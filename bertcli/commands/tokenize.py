@@ -53,6 +53,10 @@ def tokenize(
         raise UsageError("--pair goes with exactly one TEXT (use --pairs for many)")
     if pair is not None and not texts:
         raise UsageError("--pair needs one TEXT argument")
+    if pair is not None:
+        from bertcli.inputs import check_utf8
+
+        check_utf8(pair, "--pair")
     mode = "count" if count else "truncate" if truncate is not None else "tokens"
     fmt_resolved = output.resolve_format(extras=("ids",) if mode == "tokens" else ("text",))
 
