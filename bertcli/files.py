@@ -379,6 +379,10 @@ def guard_stdio() -> _GuardedStdout:
     if closed[2]:
         sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     old = sys.stdout
+    if old is not sys.__stdout__:
+        # A caller redirected stdout inside Python (`redirect_stdout`, a test's capture): its writes go there,
+        # not to fd 1, so they are left alone; the guard returned is not installed.
+        return _GuardedStdout(1, closed=closed[1])
     raw = _GuardedStdout(1, closed=closed[1])
     sys.stdout = io.TextIOWrapper(
         io.BufferedWriter(raw),
