@@ -143,11 +143,13 @@ def _read_records(path: Path) -> Iterator:
         path = Path(path).expanduser()
         handle = open_input(path, what="JSON Lines file")  # closed when the stream ends
         source = str(path)
+    seen = False
     try:
         for number, raw in enumerate(handle, start=1):
             where = f"{source}, line {number}"
             if not raw.strip():
                 continue
+            seen = True
             try:
                 record = json.loads(raw.rstrip(b"\r\n").decode("utf-8"))
             except UnicodeDecodeError:
@@ -169,6 +171,8 @@ def _read_records(path: Path) -> Iterator:
                 yield QAItem("", "", key, error=BadInputError(problem))
                 continue
             yield QAItem(record["question"], record["context"], key)
+        if not seen:  # like embed/tokenize: nothing to answer is bad input, not success
+            raise BadInputError(f"empty input: {source} holds no records to answer")
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
