@@ -28,6 +28,72 @@ def one_line_error(proc, code: int) -> str:
     return lines[0]
 
 
+# ------------------------------------------------------------------------------------------- helpers
+
+#: Runs bertcli in this child and writes the child's peak RSS (VmHWM, kB) to $PEAK_FILE when it exits.
+_PEAK_WRAPPER = textwrap.dedent(
+    """
+    import atexit, os, runpy, sys
+
+    def report():
+        with open("/proc/self/status") as status:
+            peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+        with open(os.environ["PEAK_FILE"], "w") as out:
+            out.write(peak)
+
+    atexit.register(report)
+    sys.argv = ["bertcli", *sys.argv[1:]]
+    runpy.run_module("bertcli", run_name="__main__")
+    """
+)
+
+
+def peak_rss_mb(tmp_path: Path, *args, stdin: Path | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    """Run `bertcli ARGS` in a fresh child; return (process, its peak RSS in MB). stdout goes to a file."""
+    peak_file = tmp_path / "peak.txt"
+    out_file = tmp_path / "stdout.txt"
+    env = dict(os.environ, PEAK_FILE=str(peak_file), PYTHONPATH=os.pathsep.join(
+        filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    with open(out_file, "wb") as out, open(stdin or os.devnull, "rb") as inp:
+        proc = subprocess.run([sys.executable, "-c", _PEAK_WRAPPER, *map(str, args)], stdin=inp, stdout=out,
+                              stderr=subprocess.PIPE, env=env, cwd=tmp_path, timeout=300, text=True)
+    proc.stdout = out_file.read_text(encoding="utf-8", errors="replace")
+    return proc, int(peak_file.read_text()) / 1024
+
+
+# --------------------------------------------------------------------------------------------- mask
+
+
+@pytest.mark.parametrize("option, value", [("--epochs", "100000000"), ("--samples", "100000000")])
+def test_mask_refuses_epochs_and_samples_over_the_cap(run_cli, tiny_bert, option, value):
+    proc = run_cli("mask", "-m", tiny_bert, "It was a great day", "--seed", "1", option, value)
+    line = one_line_error(proc, 2)
+    assert option in line and ("100,000" in line or "1,000,000" in line)
+    assert proc.stdout == ""
+
+
+def test_mask_caps_are_in_help(run_cli):
+    proc = run_cli("mask", "--help", env={"COLUMNS": "200"})
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert "at most 100,000" in text and "at most 1,000,000" in text
+
+
+def test_mask_epochs_stream_in_flat_memory(tmp_path, tiny_bert):
+    text = "It was a great day in the city and the river was quiet at night " * 4
+    args = ("mask", "-m", tiny_bert, text, "--seed", "1", "-s", "dynamic", "-f", "jsonl")
+    peak_rss_mb(tmp_path, *args, "--epochs", "1")  # warm-up: the first run converts and caches the tokenizer
+    small, small_peak = peak_rss_mb(tmp_path, *args, "--epochs", "50")
+    assert small.returncode == 0, small.stderr
+    assert len(small.stdout.splitlines()) == 50
+    big, big_peak = peak_rss_mb(tmp_path, *args, "--epochs", "20000")
+    assert big.returncode == 0, big.stderr
+    lines = big.stdout.splitlines()
+    assert len(lines) == 20000 and json.loads(lines[-1])["epoch"] == 20000
+    # Held as a list, 20,000 epochs of this text weigh well over 100 MB; streamed they cost nothing more.
+    assert big_peak - small_peak < 40, (small_peak, big_peak)
+
+
 # --------------------------------------------------------------------------------------------- item 11
 
 
