@@ -192,22 +192,10 @@ def _record(result, *, top_k: int, show_windows: bool, batch: bool, with_context
     if top_k > 1:
         rec["answers"] = [{name: a[name] for name in ANSWER_FIELDS} for a in result.answers]
     if show_windows:
-        rec["windows"] = [_window_summary(w) for w in result.windows]
+        rec["windows"] = list(result.windows)  # already summaries (`bertcli.qa.window_summary`)
     if with_context:
         rec["context"] = result.item.context
     return rec
-
-
-def _window_summary(window) -> dict:
-    """Which part of the context a window holds: token count, context tokens, character span."""
-    spans = [o for o, s in zip(window.offsets, window.sequence_ids) if s == window.context_sequence]
-    return {
-        "window": window.index,
-        "tokens": len(window),
-        "context_tokens": len(spans),
-        "start": spans[0][0] if spans else 0,
-        "end": spans[-1][1] if spans else 0,
-    }
 
 
 def _tsv_columns(input_file) -> list[str]:
