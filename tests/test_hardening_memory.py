@@ -94,6 +94,68 @@ def test_mask_epochs_stream_in_flat_memory(tmp_path, tiny_bert):
     assert big_peak - small_peak < 40, (small_peak, big_peak)
 
 
+# --------------------------------------------------------------------------------------------- qa
+
+WORDS = ("the city was great and Paris is the capital of France, where people live happily every day. "
+         "Café naïve 北京 😀 don't 42 x—y").split()
+
+
+def messy_text(rng, n_words: int) -> str:
+    """Words joined by every kind of whitespace run (double spaces, tabs, newlines, none at all)."""
+    seps = [" ", " ", " ", "  ", "\n", " \t ", ""]
+    return "".join(rng.choice(WORDS) + rng.choice(seps) for _ in range(n_words))
+
+
+@pytest.mark.parametrize("family", ["bert_qa", "albert", "roberta"])  # WordPiece, SentencePiece, byte-level BPE
+def test_streamed_windows_equal_one_call_windows(tiny_models, family):
+    import random
+
+    from bertcli import qa_spans
+    from bertcli.resolve import resolve_model
+    from bertcli.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(resolve_model(str(tiny_models[family]))).backend
+    assert qa_spans._chunk_safe(qa_spans._working_copy(tok))  # else this test would compare one path to itself
+    rng = random.Random(7)
+    for _ in range(25):
+        context = rng.choice(["", "  ", "\n"]) + messy_text(rng, rng.randint(3, 400)) + rng.choice(["", "  "])
+        question = rng.choice(["what is the capital?", "who?", "where do people live happily"])
+        options = dict(max_length=rng.choice([24, 32, 48]), doc_stride=rng.choice([None, 0, 4, 8]))
+        try:
+            whole = qa_spans.make_windows(tok, question, context, **options)
+        except ValueError as exc:
+            whole = str(exc)
+        try:  # tiny chunks: a cut before almost every whitespace run
+            streamed = list(qa_spans.iter_windows(tok, question, context, chunk_chars=rng.choice([1, 9, 60]),
+                                                  **options))
+        except ValueError as exc:
+            streamed = str(exc)
+        assert streamed == whole, (context, question, options)
+
+
+def test_qa_long_context_memory_is_bounded(tmp_path, tiny_bert_qa):
+    import random
+
+    rng = random.Random(3)
+    small, big = tmp_path / "small.txt", tmp_path / "big.txt"
+    small.write_text(messy_text(rng, 2_000), encoding="utf-8")
+    big.write_text(messy_text(rng, 60_000), encoding="utf-8")
+    args = ("qa", "-m", tiny_bert_qa, "-q", "what is the capital?", "--batch-size", "64", "-f", "json",
+            "--show-windows", "--context-file")
+    peak_rss_mb(tmp_path, *args, small)  # warm-up: the first run converts and caches the tokenizer
+    proc_small, small_peak = peak_rss_mb(tmp_path, *args, small)
+    assert proc_small.returncode == 0, proc_small.stderr
+    proc_big, big_peak = peak_rss_mb(tmp_path, *args, big)
+    assert proc_big.returncode == 0, proc_big.stderr
+    (record,) = json.loads(proc_big.stdout)
+    text = big.read_text(encoding="utf-8")
+    assert text[record["start"] : record["end"]] == record["answer"]
+    windows = record["windows"]
+    assert len(windows) > 1000 and windows[-1]["end"] == len(text.rstrip())
+    # All windows at once cost ~100 MB more here; streamed, the big context costs little more than the small.
+    assert big_peak - small_peak < 40, (small_peak, big_peak)
+
+
 # --------------------------------------------------------------------------------------------- item 11
 
 
