@@ -27,6 +27,9 @@ EXAMPLES = examples(
 #: Answer fields, in output order (the best answer's are also the record's own).
 ANSWER_FIELDS = ("answer", "score", "start", "end", "window", "no_answer")
 
+#: Contexts from this many characters on get a progress bar (on a terminal): about 100 windows of 384 tokens.
+PROGRESS_CHARS = 100_000
+
 #: Characters of context shown around the answer in the table view of a long context.
 EXCERPT_CHARS = 240
 
@@ -84,10 +87,11 @@ def qa(
     answerer = load_answerer(resolve(model), device=device, options=options)
 
     failed = total = 0
+    progress = _WindowProgress() if input_file is None and len(text) >= PROGRESS_CHARS else None
 
     def records() -> Iterator[dict]:
         nonlocal failed, total
-        for result in answerer.answer_all(items):
+        for result in answerer.answer_all(items, progress=progress):
             total += 1
             if result.error is not None:
                 if input_file is None:
@@ -98,10 +102,40 @@ def qa(
             yield _record(result, top_k=top_k, show_windows=show_windows, batch=input_file is not None,
                           with_context=fmt_resolved == "table")
 
-    output.emit(records(), table=_table, table_batch=1, fmt=fmt_resolved, tsv_columns=_tsv_columns(input_file),
-                tsv_rows=_tsv_rows)
+    try:
+        output.emit(records(), table=_table, table_batch=1, fmt=fmt_resolved, tsv_columns=_tsv_columns(input_file),
+                    tsv_rows=_tsv_rows)
+    finally:
+        if progress is not None:
+            progress.stop()
     if failed:
         raise BadInputError(f"{failed} of {total} input records could not be answered (see the lines above)")
+
+
+class _WindowProgress:
+    """A progress bar on stderr (terminal only) counting the windows of a long context as batches finish."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.clock = time.perf_counter
+        self.start = self.clock()
+        self.done = 0
+        self.bar = output.make_progress(unit="windows")
+        self.task = None
+        if self.bar is not None:
+            self.bar.start()
+            self.task = self.bar.add_task("answering", total=None, rate="")
+
+    def __call__(self, windows: int) -> None:
+        self.done += windows
+        if self.bar is not None:
+            rate = self.done / max(self.clock() - self.start, 1e-9)
+            self.bar.update(self.task, completed=self.done, rate=f"{rate:,.0f} windows/s")
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 # ------------------------------------------------------------------------------------------------- input
