@@ -156,6 +156,20 @@ def test_qa_long_context_memory_is_bounded(tmp_path, tiny_bert_qa):
     assert big_peak - small_peak < 40, (small_peak, big_peak)
 
 
+# --------------------------------------------------------------------------------------------- compare
+
+
+def test_compare_refuses_a_huge_line_before_tokenizing(run_cli, tiny_bert, tiny_roberta, tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_text("it was a great day\n" + "word " * 30_000 + "\n", encoding="utf-8")
+    proc = run_cli("compare", "-m", tiny_bert, "-m", tiny_roberta, "--file", big)
+    line = one_line_error(proc, 5)
+    assert f"{big}, line 2: 150,000 characters" in line and "100,000" in line
+    assert json.loads(proc.stdout.splitlines()[0])["text"] == "it was a great day"  # line 1 was compared
+    ok = run_cli("compare", "-m", tiny_bert, "-m", tiny_roberta, "word " * 19_999)  # 99,995 characters
+    assert ok.returncode == 0, ok.stderr
+
+
 # --------------------------------------------------------------------------------------------- item 11
 
 
