@@ -28,6 +28,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bertcli import textcut
+
 #: Names under which BERT-family vocabularies keep their CLS token (BERT/ALBERT/ELECTRA, RoBERTa, XLNet-style).
 CLS_TOKEN_NAMES = ("[CLS]", "<s>", "<cls>")
 
@@ -109,15 +111,6 @@ def _cls_token_id(tokenizer: Any) -> int | None:
 #: Contexts longer than this many characters are tokenized in chunks of about this size (see `iter_windows`).
 CHUNK_CHARS = 65536
 
-#: Pre-tokenizers that never join text across the start of a whitespace run, so a context cut there
-#: tokenizes piece by piece exactly as whole (`Split` and friends with arbitrary patterns are not listed).
-_CHUNK_SAFE_PRE_TOKENIZERS = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit", "ByteLevel", "Metaspace",
-                              "Punctuation", "Digits", "UnicodeScripts", "CharDelimiterSplit"}
-
-#: Where a chunk may end: just before a whitespace run (a non-space character, then a space); compiled once.
-_CUT = None
-
-
 def make_windows(
     tokenizer: Any,
     question: str,
@@ -190,7 +183,7 @@ def iter_windows(
             f"{single_specials} special tokens ({max_length - single_specials})"
         )
     context_sequence = 1 if pad_on_right else 0
-    if len(context) > chunk_chars and pad_on_right and _chunk_safe(tok):
+    if len(context) > chunk_chars and pad_on_right and textcut.chunk_safe(tok):
         streamed = _streamed_windows(tok, question, context, max_length, doc_stride, pair_specials, cls_token_id,
                                      chunk_chars)
         if streamed is not None:
@@ -260,57 +253,15 @@ def _encodings(tok, question, context, max_length, doc_stride, pair_specials, pa
     return [encoding, *encoding.overflowing]
 
 
-def _chunk_safe(tok: Any) -> bool:
-    """Whether `tok` tokenizes a text cut just before a whitespace run piece by piece exactly as whole."""
-    import json
-
-    try:
-        spec = json.loads(tok.to_str())
-    except ValueError:
-        return False
-
-    def pre_ok(node: Any) -> bool:
-        if node is None:
-            return False  # no pre-tokenizer: the model sees the whole text as one word
-        kind = node.get("type")
-        if kind == "Sequence":
-            return all(pre_ok(n) for n in node.get("pretokenizers", []))
-        if kind == "ByteLevel" and node.get("use_regex") is False:
-            return False
-        if kind == "Metaspace" and node.get("split") is False:
-            return False
-        return kind in _CHUNK_SAFE_PRE_TOKENIZERS
-
-    def normalizer_ok(node: Any) -> bool:
-        if node is None:
-            return True
-        kind = node.get("type")
-        if kind == "Sequence":
-            return all(normalizer_ok(n) for n in node.get("normalizers", []))
-        if kind == "Replace":  # a pattern with spaces could join the two sides of a cut
-            pattern = node.get("pattern") or {}
-            text = pattern.get("String", pattern.get("Regex", ""))
-            return not any(c.isspace() for c in text) or text.strip(" {}0123456789,+*") == ""
-        return kind not in ("Strip",)
-
-    return pre_ok(spec.get("pre_tokenizer")) and normalizer_ok(spec.get("normalizer"))
-
-
 def _cuts(context: str, chunk_chars: int) -> Iterator[tuple[int, int, int]]:
     """(lead, start, end) of each chunk: tokenize context[lead:end], keep the tokens that start at `start` or
     later. Every cut is just before a whitespace run; `lead` is the cut before `start` (the word before)."""
-    import re
-
-    global _CUT
-    if _CUT is None:
-        _CUT = re.compile(r"(?<=\S)\s")
     start, lead = 0, 0
     while start < len(context):
-        found = _CUT.search(context, start + chunk_chars)
-        end = found.start() if found else len(context)
+        end = textcut.cut_at_or_after(context, start + chunk_chars)
         yield lead, start, end
         back = None
-        for back in _CUT.finditer(context, max(start, end - 2048), end):
+        for back in textcut.CUT.finditer(context, max(start, end - 2048), end):
             pass
         lead = back.start() if back is not None and back.start() < end else start
         start = end

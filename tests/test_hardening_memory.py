@@ -110,12 +110,12 @@ def messy_text(rng, n_words: int) -> str:
 def test_streamed_windows_equal_one_call_windows(tiny_models, family):
     import random
 
-    from bertcli import qa_spans
+    from bertcli import qa_spans, textcut
     from bertcli.resolve import resolve_model
     from bertcli.tokenizer import load_tokenizer
 
     tok = load_tokenizer(resolve_model(str(tiny_models[family]))).backend
-    assert qa_spans._chunk_safe(qa_spans._working_copy(tok))  # else this test would compare one path to itself
+    assert textcut.chunk_safe(tok)  # else this test would compare one path to itself
     rng = random.Random(7)
     for _ in range(25):
         context = rng.choice(["", "  ", "\n"]) + messy_text(rng, rng.randint(3, 400)) + rng.choice(["", "  "])
@@ -154,6 +154,76 @@ def test_qa_long_context_memory_is_bounded(tmp_path, tiny_bert_qa):
     assert len(windows) > 1000 and windows[-1]["end"] == len(text.rstrip())
     # All windows at once cost ~100 MB more here; streamed, the big context costs little more than the small.
     assert big_peak - small_peak < 40, (small_peak, big_peak)
+
+
+# --------------------------------------------------------------------------------------------- truncation
+
+
+@pytest.mark.parametrize("family", ["bert", "albert", "roberta"])  # WordPiece, SentencePiece, byte-level BPE
+def test_truncated_encoding_from_a_prefix_equals_the_whole_text_truncated(tiny_models, family):
+    import random
+
+    from bertcli import textcut
+    from bertcli.resolve import resolve_model
+    from bertcli.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(resolve_model(str(tiny_models[family])))
+    assert textcut.chunk_safe(tok.backend)  # else the prefix path would not be taken
+    rng = random.Random(5)
+    whole = load_tokenizer(resolve_model(str(tiny_models[family]))).backend  # a second copy, encoding whole
+    for trial in range(12):
+        max_length = rng.choice([2, 8, 64, 128])
+        # longer than the first prefix; some so spaced out that the prefix must grow
+        text = messy_text(rng, rng.randint(2_000, 6_000))
+        if trial % 3 == 0:
+            text = text.replace(" ", " " * 40)
+        specials = rng.choice([True, False])
+        assert len(text) > max(textcut.MIN_PREFIX, max_length * textcut.CHARS_PER_TOKEN)
+        (got,) = tok.encode_batch([text], max_length=max_length, add_special_tokens=specials)
+        whole.enable_truncation(max_length)
+        (expected,) = whole.encode_batch([text], add_special_tokens=specials)
+        assert (got.ids, got.tokens, got.offsets, got.type_ids, got.special_tokens_mask) == (
+            expected.ids, expected.tokens, expected.offsets, expected.type_ids, expected.special_tokens_mask)
+        assert bool(got.overflowing) == bool(expected.overflowing) is True
+    short = "it was a great day"
+    (got,) = tok.encode_batch([short], max_length=128)
+    assert not got.overflowing and got.ids == whole.encode(short).ids
+
+
+def test_embed_one_huge_line_costs_what_a_long_one_does(tmp_path, tiny_bert_base_only):
+    import random
+
+    rng = random.Random(8)
+    long_line, huge_line = tmp_path / "long.txt", tmp_path / "huge.txt"
+    long_line.write_text(messy_text(rng, 2_000).replace("\n", " ") + "\n", encoding="utf-8")
+    huge_line.write_text(messy_text(rng, 400_000).replace("\n", " ") + "\n", encoding="utf-8")  # ~3 MB
+    args = ("embed", "-m", tiny_bert_base_only, "-f", "jsonl", "--file")
+    peak_rss_mb(tmp_path, *args, long_line)  # warm-up: the first run converts and caches the tokenizer
+    long_proc, long_peak = peak_rss_mb(tmp_path, *args, long_line)
+    assert long_proc.returncode == 0, long_proc.stderr
+    huge_proc, huge_peak = peak_rss_mb(tmp_path, *args, huge_line)
+    assert huge_proc.returncode == 0, huge_proc.stderr
+    assert "truncated" in huge_proc.stderr
+    record = json.loads(huge_proc.stdout)
+    assert "truncated" in long_proc.stderr  # both cut to the model's limit
+    assert record["n_tokens"] == json.loads(long_proc.stdout)["n_tokens"]
+    assert len(record["text"]) == len(huge_line.read_text(encoding="utf-8")) - 1
+    # Encoded whole, this line took ~500 MB more; from a prefix it costs only the line itself (held as bytes,
+    # text and its JSON record).
+    assert huge_peak - long_peak < 60, (long_peak, huge_peak)
+
+
+def test_tokenize_truncate_of_a_huge_line(run_cli, tiny_roberta, tmp_path):
+    import random
+
+    huge = tmp_path / "huge.txt"
+    text = messy_text(random.Random(4), 100_000).replace("\n", " ")
+    huge.write_text(text + "\nshort one\n", encoding="utf-8")
+    proc = run_cli("tokenize", "-m", tiny_roberta, "--truncate", "5", "--file", huge, "-f", "json")
+    assert proc.returncode == 0, proc.stderr
+    first, second = json.loads(proc.stdout)
+    assert first["tokens"] == 5 and text.startswith(first["text"]) and 0 < len(first["text"]) < 100
+    assert "short one".startswith(second["text"]) and second["tokens"] <= 5 and second["text"]
 
 
 # --------------------------------------------------------------------------------------------- compare
