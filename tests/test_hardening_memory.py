@@ -160,7 +160,7 @@ def test_qa_long_context_memory_is_bounded(tmp_path, tiny_bert_qa):
 
 
 @pytest.mark.parametrize("family", ["bert", "albert", "roberta"])  # WordPiece, SentencePiece, byte-level BPE
-def test_truncated_encoding_from_a_prefix_equals_the_whole_text_truncated(tiny_models, family):
+def test_truncated_encoding_from_a_prefix_equals_the_whole_text_truncated(tiny_models, family, monkeypatch):
     import random
 
     from bertcli import textcut
@@ -171,10 +171,14 @@ def test_truncated_encoding_from_a_prefix_equals_the_whole_text_truncated(tiny_m
     assert textcut.chunk_safe(tok.backend)  # else the prefix path would not be taken
     rng = random.Random(5)
     whole = load_tokenizer(resolve_model(str(tiny_models[family]))).backend  # a second copy, encoding whole
-    for trial in range(12):
-        max_length = rng.choice([2, 8, 64, 128])
+    for trial in range(24):
+        # Half the trials with tiny first prefixes: they must grow, and often end just past the limit,
+        # where a cut in the wrong place would show.
+        monkeypatch.setattr(textcut, "MIN_PREFIX", 4096 if trial % 2 else 8)
+        monkeypatch.setattr(textcut, "CHARS_PER_TOKEN", 12 if trial % 2 else 1)
+        max_length = rng.choice([2, 3, 8, 64, 128])
         # longer than the first prefix; some so spaced out that the prefix must grow
-        text = messy_text(rng, rng.randint(2_000, 6_000))
+        text = messy_text(rng, rng.randint(2_000, 4_000))
         if trial % 3 == 0:
             text = text.replace(" ", " " * 40)
         specials = rng.choice([True, False])
@@ -188,6 +192,14 @@ def test_truncated_encoding_from_a_prefix_equals_the_whole_text_truncated(tiny_m
     short = "it was a great day"
     (got,) = tok.encode_batch([short], max_length=128)
     assert not got.overflowing and got.ids == whole.encode(short).ids
+
+
+def test_cuts_fall_just_before_a_whitespace_run():
+    from bertcli.textcut import cut_at_or_after
+
+    text = "ab  cd\te f"
+    assert [cut_at_or_after(text, p) for p in range(len(text) + 1)] == [2, 2, 2, 6, 6, 6, 6, 8, 8, 10, 10]
+    # the QA windows test above shows what a cut anywhere else breaks (chunk edges inside every window)
 
 
 def test_embed_one_huge_line_costs_what_a_long_one_does(tmp_path, tiny_bert_base_only):
