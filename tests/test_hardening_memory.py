@@ -139,7 +139,7 @@ def test_qa_long_context_memory_is_bounded(tmp_path, tiny_bert_qa):
     rng = random.Random(3)
     small, big = tmp_path / "small.txt", tmp_path / "big.txt"
     small.write_text(messy_text(rng, 2_000), encoding="utf-8")
-    big.write_text(messy_text(rng, 60_000), encoding="utf-8")
+    big.write_text(messy_text(rng, 25_000), encoding="utf-8")
     args = ("qa", "-m", tiny_bert_qa, "-q", "what is the capital?", "--batch-size", "64", "-f", "json",
             "--show-windows", "--context-file")
     peak_rss_mb(tmp_path, *args, small)  # warm-up: the first run converts and caches the tokenizer
@@ -151,8 +151,8 @@ def test_qa_long_context_memory_is_bounded(tmp_path, tiny_bert_qa):
     text = big.read_text(encoding="utf-8")
     assert text[record["start"] : record["end"]] == record["answer"]
     windows = record["windows"]
-    assert len(windows) > 1000 and windows[-1]["end"] == len(text.rstrip())
-    # All windows at once cost ~100 MB more here; streamed, the big context costs little more than the small.
+    assert len(windows) > 300 and windows[-1]["end"] == len(text.rstrip())
+    # All windows at once cost ~80 MB more here; streamed, the big context costs little more than the small.
     assert big_peak - small_peak < 40, (small_peak, big_peak)
 
 
