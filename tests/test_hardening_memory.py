@@ -133,6 +133,29 @@ def test_streamed_windows_equal_one_call_windows(tiny_models, family):
         assert streamed == whole, (context, question, options)
 
 
+def test_windows_of_a_long_context_are_made_lazily(tiny_bert_qa, monkeypatch):
+    from bertcli import qa_spans
+    from bertcli.resolve import resolve_model
+    from bertcli.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(resolve_model(str(tiny_bert_qa))).backend
+    encoded: list[int] = []
+    real = qa_spans._context_tokens
+
+    def counting(tokenizer, context, chunk_chars):
+        for chunk in real(tokenizer, context, chunk_chars):
+            encoded.append(len(chunk[0]))
+            yield chunk
+
+    monkeypatch.setattr(qa_spans, "_context_tokens", counting)
+    context = "paris is the capital of france and people live there happily. " * 20_000  # 1.3 MB
+    windows = qa_spans.iter_windows(tok, "what is the capital?", context, max_length=64)
+    first = next(windows)
+    assert len(first) == 64 and len(encoded) <= 2  # one chunk of 64 K characters read, not the 1.3 MB
+    second = next(windows)
+    assert second.offsets[-2][0] > first.offsets[-2][0]
+
+
 def test_qa_long_context_memory_is_bounded(tmp_path, tiny_bert_qa):
     import random
 
