@@ -21,6 +21,7 @@ Randomness comes only from the ``numpy.random.Generator`` passed in: the same se
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
 from typing import Sequence
 
 import numpy as np
@@ -172,7 +173,12 @@ def mask(
     )
 
 
-def mask_epochs(
+def mask_epochs(*args, **kwargs) -> list[MaskResult]:
+    """All of `iter_mask_epochs` as a list (the same arguments); for a few epochs, where a list is handy."""
+    return list(iter_mask_epochs(*args, **kwargs))
+
+
+def iter_mask_epochs(
     tokens: Sequence[str],
     word_ids: Sequence[int | None] | None = None,
     *,
@@ -186,8 +192,9 @@ def mask_epochs(
     special_mask: Sequence[bool] | None = None,
     replace_probs: tuple[float, float, float] = REPLACE_PROBS,
     span_pmf: np.ndarray = SPAN_LENGTH_PMF,
-) -> list[MaskResult]:
-    """The masks one sequence gets over ``epochs`` epochs, one `MaskResult` per epoch, from one rng.
+) -> Iterator[MaskResult]:
+    """The masks one sequence gets over ``epochs`` epochs, one `MaskResult` per epoch, from one rng, made one
+    at a time as they are asked for (memory stays that of one epoch, whatever ``epochs`` is).
 
     ``resample`` says whether each epoch draws a new mask; None means what the scheme did
     (`RESAMPLED_EACH_EPOCH`): ``static`` repeats epoch 1's mask, ``dynamic`` draws a new one each epoch.
@@ -209,10 +216,10 @@ def mask_epochs(
         replace_probs=replace_probs,
         span_pmf=span_pmf,
     )
-    if fresh:
-        return [mask(tokens, word_ids, **options) for _ in range(epochs)]
     first = mask(tokens, word_ids, **options)
-    return [first] + [_copy(first) for _ in range(epochs - 1)]
+    yield first
+    for _ in range(epochs - 1):
+        yield mask(tokens, word_ids, **options) if fresh else _copy(first)
 
 
 def _copy(result: MaskResult) -> MaskResult:
@@ -407,14 +414,18 @@ def sample_statistics(
     words = _words(len(tokens), word_ids, special_mask)
     maskable = sum(e - s for s, e in words)
     budget = masking_budget(maskable, mask_prob)
-    selected_counts = np.zeros(samples, dtype=int)
+    # Running totals, not one count per sample: memory stays flat whatever ``samples`` is.
+    selected_sum, selected_min, selected_max = 0, None, 0
     decisions = {"mask": 0, "random": 0, "same": 0}
     token_actions = {"mask": 0, "random": 0, "same": 0}
     pmf = np.asarray(span_pmf, dtype=float)
     lengths = np.zeros(len(pmf), dtype=int)
-    for k in range(samples):
+    for _ in range(samples):
         result = mask(tokens, word_ids, rng=generator, **options)
-        selected_counts[k] = result.num_selected
+        selected = result.num_selected
+        selected_sum += selected
+        selected_min = selected if selected_min is None else min(selected_min, selected)
+        selected_max = max(selected_max, selected)
         for a in result.action:
             if a != "keep":
                 token_actions[a] += 1
@@ -442,10 +453,10 @@ def sample_statistics(
         "rate": {
             "nominal": mask_prob,
             "expected": budget / maskable if maskable else 0.0,
-            "observed": float(selected_counts.sum() / (samples * maskable)) if maskable else 0.0,
-            "selected_min": int(selected_counts.min()),
-            "selected_mean": float(selected_counts.mean()),
-            "selected_max": int(selected_counts.max()),
+            "observed": float(selected_sum / (samples * maskable)) if maskable else 0.0,
+            "selected_min": int(selected_min),
+            "selected_mean": float(selected_sum / samples),
+            "selected_max": int(selected_max),
         },
         "split": split,
     }

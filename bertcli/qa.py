@@ -1,10 +1,12 @@
 """Extractive question answering: a *ForQuestionAnswering model run over context windows, in batches.
 
 Window splitting and span decoding live in `bertcli.qa_spans` (pure, no torch); this module adds the model.
-The windows of one or many (question, context) pairs are packed into padded batches of at most `batch_size`
-windows and run under `torch.inference_mode`; each window keeps only its start/end logits (two floats per
-token) until its question is decoded, so memory stays bounded by the batch, not by the context: a 1 MB
-context is thousands of windows but never more than one batch of hidden states at a time.
+The windows of one or many (question, context) pairs are made lazily (`qa_spans.iter_windows`: a long context
+is tokenized in chunks), packed into padded batches of at most `batch_size` windows and run under
+`torch.inference_mode`; each window's logits go straight into its question's `AnswerRanker` and are dropped,
+so memory stays bounded by the batch, not by the context: a 5 MB context is thousands of windows but never
+more than one chunk of tokens and one batch of windows, hidden states and logits at a time (plus the
+context itself and a few bytes per window: its summary and its candidate answers).
 
 Defaults are those of transformers 4.57's question-answering pipeline (max_length min(model max, 384),
 doc_stride min(max_length // 2, 128), max_answer_len 15), except that the null answer of SQuAD 2.0 models is
@@ -15,7 +17,9 @@ torch is imported inside the functions.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Iterator
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,12 +59,35 @@ class QAItem:
 
 @dataclass
 class QAResult:
-    """The answers of one item (best first), or the error that stopped it, plus its windows."""
+    """The answers of one item (best first), or the error that stopped it, plus what its windows held
+    (`window_summary` of each: the windows themselves are not kept)."""
 
     item: QAItem
     answers: list[dict]
-    windows: list[Window]
+    windows: list[dict]
     error: Exception | None = None
+
+
+def window_summary(window: Window) -> dict:
+    """Which part of the context a window holds: token count, context tokens, character span."""
+    spans = [o for o, s in zip(window.offsets, window.sequence_ids) if s == window.context_sequence]
+    return {
+        "window": window.index,
+        "tokens": len(window),
+        "context_tokens": len(spans),
+        "start": spans[0][0] if spans else 0,
+        "end": spans[-1][1] if spans else 0,
+    }
+
+
+@dataclass
+class _Pending:
+    """An item being answered: its result, its ranker, and how many of its windows are still in a batch."""
+
+    result: QAResult
+    ranker: qa_spans.AnswerRanker | None = None
+    in_batch: int = 0
+    complete: bool = False  # every window of it has been made
 
 
 def window_error(exc: ValueError) -> Exception:
@@ -90,16 +117,22 @@ class QuestionAnswerer:
 
     def windows(self, question: str, context: str) -> list[Window]:
         """The model inputs for one (question, context); BadInputError/UsageError when they cannot be made."""
+        return list(self.iter_windows(question, context))
+
+    def iter_windows(self, question: str, context: str) -> Iterator[Window]:
+        """`windows`, made as they are asked for; the errors are raised here, before the first is made."""
         if not question or not question.strip():
             raise BadInputError("the question is empty")
         if not context or not context.strip():
             raise BadInputError("the context is empty")
+        stream = qa_spans.iter_windows(
+            self.tokenizer.backend, question, context, max_length=self.max_length, doc_stride=self.doc_stride
+        )
         try:
-            return qa_spans.make_windows(
-                self.tokenizer.backend, question, context, max_length=self.max_length, doc_stride=self.doc_stride
-            )
+            first = next(stream)
         except ValueError as exc:
             raise window_error(exc) from exc
+        return itertools.chain([first], stream)
 
     # ------------------------------------------------------------------------------------------ model
 
@@ -137,13 +170,10 @@ class QuestionAnswerer:
 
     # ------------------------------------------------------------------------------------------ answers
 
-    def decode(self, windows: list[Window], logits: list[tuple[np.ndarray, np.ndarray]], context: str) -> list[dict]:
-        """Ranked answer records for one context from its windows' logits (see `qa_spans.answer`)."""
+    def ranker(self, context: str) -> qa_spans.AnswerRanker:
+        """An `AnswerRanker` for one context with this answerer's options."""
         opts = self.options
-        records = qa_spans.answer(
-            windows,
-            [s for s, _ in logits],
-            [e for _, e in logits],
+        return qa_spans.AnswerRanker(
             context,
             top_k=opts.top_k,
             max_answer_len=opts.max_answer_len,
@@ -151,53 +181,83 @@ class QuestionAnswerer:
             null_threshold=opts.null_threshold,
             align_to_words=opts.align_to_words,
         )
+
+    @staticmethod
+    def _ranked(ranker: qa_spans.AnswerRanker) -> list[dict]:
+        records = ranker.result()
         if not records:  # a context without a single token to answer with, and no null answer allowed
             records = [{"answer": "", "score": 0.0, "start": 0, "end": 0, "window": 0, "no_answer": True,
                         "null_score": None}]
         return records
 
-    def answer(self, question: str, context: str) -> list[dict]:
-        """The `top_k` best answers to one question (best first)."""
-        windows = self.windows(question, context)
-        return self.decode(windows, self.logits(windows), context)
+    def decode(self, windows: list[Window], logits: list[tuple[np.ndarray, np.ndarray]], context: str) -> list[dict]:
+        """Ranked answer records for one context from its windows' logits (see `qa_spans.answer`)."""
+        ranker = self.ranker(context)
+        for window, (start, end) in zip(windows, logits):
+            ranker.add(window, start, end)
+        return self._ranked(ranker)
 
-    def answer_all(self, items: Iterable[QAItem]) -> Iterator[QAResult]:
+    def answer(self, question: str, context: str) -> list[dict]:
+        """The `top_k` best answers to one question (best first), its windows streamed in batches."""
+        (result,) = self.answer_all([QAItem(question, context)])
+        if result.error is not None:
+            raise result.error
+        return result.answers
+
+    def answer_all(self, items: Iterable[QAItem], *, progress: Callable[[int], None] | None = None) -> Iterator[QAResult]:
         """Answer a stream of items in order, packing the windows of consecutive items into shared batches.
 
         An item that cannot be windowed (empty question, stride too large …), or one that arrives with its
         `error` already set (e.g. a malformed input line), comes back as a QAResult with `error`; the others
-        go on. About `batch_size` windows are pending at a time (more only for one long context).
+        go on. Windows are made lazily and each batch of `batch_size` windows is run as soon as it is full,
+        its logits handed to the rankers of their items; a result is yielded once its item and every item
+        before it are done. `progress`, if given, is called with the number of windows each batch ran.
         """
-        pending: list[QAResult] = []
-        pending_windows = 0
+        size = self.options.batch_size
+        queue: deque[_Pending] = deque()
+        batch: list[tuple[_Pending, Window]] = []
 
-        def flush() -> Iterator[QAResult]:
-            every = [w for result in pending for w in result.windows]
-            logits = self.logits(every) if every else []
-            position = 0
-            for result in pending:
-                if result.error is None:
-                    mine = logits[position : position + len(result.windows)]
-                    position += len(result.windows)
-                    result.answers = self.decode(result.windows, mine, result.item.context)
-                yield result
+        def run() -> None:
+            logits = self.logits([window for _, window in batch])
+            for (pending, window), (start, end) in zip(batch, logits):
+                pending.ranker.add(window, start, end)
+                pending.in_batch -= 1
+            if progress is not None:
+                progress(len(batch))
+            batch.clear()
+
+        def ready() -> Iterator[QAResult]:
+            while queue and queue[0].complete and queue[0].in_batch == 0:
+                pending = queue.popleft()
+                if pending.ranker is not None:
+                    pending.result.answers = self._ranked(pending.ranker)
+                yield pending.result
 
         for item in items:
             if item.error is not None:
-                pending.append(QAResult(item, [], [], error=item.error))
+                queue.append(_Pending(QAResult(item, [], [], error=item.error), complete=True))
+                yield from ready()
                 continue
             try:
-                windows = self.windows(item.question, item.context)
+                windows = self.iter_windows(item.question, item.context)
             except (BadInputError, UsageError) as exc:
-                pending.append(QAResult(item, [], [], error=exc))
+                queue.append(_Pending(QAResult(item, [], [], error=exc), complete=True))
+                yield from ready()
                 continue
-            pending.append(QAResult(item, [], windows))
-            pending_windows += len(windows)
-            if pending_windows >= self.options.batch_size:
-                yield from flush()
-                pending, pending_windows = [], 0
-        if pending:
-            yield from flush()
+            pending = _Pending(QAResult(item, [], []), ranker=self.ranker(item.context))
+            queue.append(pending)
+            for window in windows:
+                pending.result.windows.append(window_summary(window))
+                pending.in_batch += 1
+                batch.append((pending, window))
+                if len(batch) >= size:
+                    run()
+                    yield from ready()
+            pending.complete = True
+            yield from ready()
+        if batch:
+            run()
+        yield from ready()
 
 
 def _config_value(config: Any, name: str) -> Any:

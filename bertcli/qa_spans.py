@@ -23,9 +23,12 @@ as many span cells as candidates asked for no longer crashes `argpartition`; and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any, Sequence
 
 import numpy as np
+
+from bertcli import textcut
 
 #: Names under which BERT-family vocabularies keep their CLS token (BERT/ALBERT/ELECTRA, RoBERTa, XLNet-style).
 CLS_TOKEN_NAMES = ("[CLS]", "<s>", "<cls>")
@@ -105,6 +108,9 @@ def _cls_token_id(tokenizer: Any) -> int | None:
     return None
 
 
+#: Contexts longer than this many characters are tokenized in chunks of about this size (see `iter_windows`).
+CHUNK_CHARS = 65536
+
 def make_windows(
     tokenizer: Any,
     question: str,
@@ -123,7 +129,35 @@ def make_windows(
     pipeline's signature but, as in 4.57 with fast tokenizers, the question is never truncated.
     `cls_token_id` defaults to the id of the first of `CLS_TOKEN_NAMES` in the vocabulary.
     Raises ValueError for an empty question or context, or when the windows cannot be made (stride too
-    large, question leaving no room for the context).
+    large, question leaving no room for the context). All windows as a list: see `iter_windows` for a stream.
+    """
+    return list(iter_windows(tokenizer, question, context, max_length=max_length, doc_stride=doc_stride,
+                             max_question_len=max_question_len, pad_on_right=pad_on_right,
+                             cls_token_id=cls_token_id))
+
+
+def iter_windows(
+    tokenizer: Any,
+    question: str,
+    context: str,
+    *,
+    max_length: int = 384,
+    doc_stride: int | None = None,
+    max_question_len: int = 64,
+    pad_on_right: bool = True,
+    cls_token_id: int | None = None,
+    chunk_chars: int = CHUNK_CHARS,
+) -> Iterator[Window]:
+    """The windows of `make_windows`, made one at a time as they are asked for.
+
+    A context of up to `chunk_chars` characters is encoded with the question in one call (tokenizers'
+    overflowing windows, as the pipeline did). A longer one is tokenized alone, in chunks of about
+    `chunk_chars` characters cut just before a whitespace run (each chunk re-reads the word before its cut,
+    so nothing at its start is tokenized differently), and each window is the question's tokens plus a
+    slice of the context's: memory stays that of one chunk and one window, whatever the context's length,
+    and the windows are those of the one-call path (tests/test_hardening_memory.py compares them on each
+    tokenizer type). Tokenizers whose pre-tokenizer may join text across whitespace, or that strip text,
+    are always encoded in one call. Errors are raised (ValueError) before the first window is yielded.
     """
     del max_question_len  # unused by 4.57's fast-tokenizer path; kept so callers can pass it through
     if not question or not question.strip():
@@ -148,35 +182,16 @@ def make_windows(
             f"doc_stride {doc_stride} must be smaller than max_length {max_length} minus "
             f"{single_specials} special tokens ({max_length - single_specials})"
         )
-
-    first, second = (question, context) if pad_on_right else (context, question)
-    question_sequence, context_sequence = (0, 1) if pad_on_right else (1, 0)
-    full = tok.encode(first, second)
-    if len(full.ids) > max_length:
-        question_tokens = sum(1 for s in full.sequence_ids if s == question_sequence)
-        room = max_length - pair_specials - question_tokens
-        if room <= 0:
-            raise ValueError(
-                f"the question is {question_tokens} tokens long: with max_length {max_length} and "
-                f"{pair_specials} special tokens no room is left for the context"
-            )
-        if doc_stride >= room:
-            # tokenizers would panic here; say it plainly instead.
-            raise ValueError(
-                f"doc_stride {doc_stride} must be smaller than the context room in a window "
-                f"({max_length} max_length - {pair_specials} special tokens - {question_tokens} question "
-                f"tokens = {room})"
-            )
-        tok.enable_truncation(
-            max_length, stride=doc_stride, strategy="only_second" if pad_on_right else "only_first"
-        )
-        encoding = tok.encode(first, second)
-        encodings = [encoding, *encoding.overflowing]
-    else:
-        encodings = [full]
-
-    windows = []
-    for index, enc in enumerate(encodings):
+    context_sequence = 1 if pad_on_right else 0
+    if len(context) > chunk_chars and pad_on_right and textcut.chunk_safe(tok):
+        streamed = _streamed_windows(tok, question, context, max_length, doc_stride, pair_specials, cls_token_id,
+                                     chunk_chars)
+        if streamed is not None:
+            yield from streamed
+            return
+    for index, enc in enumerate(
+        _encodings(tok, question, context, max_length, doc_stride, pair_specials, pad_on_right)
+    ):
         sequence_ids = list(enc.sequence_ids)
         input_ids = list(enc.ids)
         is_context = [s == context_sequence for s in sequence_ids]
@@ -189,22 +204,178 @@ def make_windows(
             p_mask[i] = 0
         if cls_positions:
             null_index = cls_positions[0]
-        windows.append(
-            Window(
+        yield Window(
+            index=index,
+            input_ids=input_ids,
+            attention_mask=list(enc.attention_mask),
+            token_type_ids=list(enc.type_ids),
+            tokens=list(enc.tokens),
+            offsets=[tuple(o) if c else (0, 0) for o, c in zip(enc.offsets, is_context)],
+            sequence_ids=sequence_ids,
+            word_ids=[w if c else None for w, c in zip(enc.word_ids, is_context)],
+            p_mask=p_mask,
+            context_sequence=context_sequence,
+            null_index=null_index,
+        )
+
+
+def _room_errors(question_tokens: int, room: int, max_length: int, pair_specials: int, doc_stride: int) -> None:
+    """The ValueErrors of a question that leaves the context no room, or too little for the stride."""
+    if room <= 0:
+        raise ValueError(
+            f"the question is {question_tokens} tokens long: with max_length {max_length} and "
+            f"{pair_specials} special tokens no room is left for the context"
+        )
+    if doc_stride >= room:
+        # tokenizers would panic here; say it plainly instead.
+        raise ValueError(
+            f"doc_stride {doc_stride} must be smaller than the context room in a window "
+            f"({max_length} max_length - {pair_specials} special tokens - {question_tokens} question "
+            f"tokens = {room})"
+        )
+
+
+def _encodings(tok, question, context, max_length, doc_stride, pair_specials, pad_on_right) -> list:
+    """The one-call path: the pair encoded whole, then with tokenizers' overflowing windows if too long."""
+    first, second = (question, context) if pad_on_right else (context, question)
+    question_sequence = 0 if pad_on_right else 1
+    full = tok.encode(first, second)
+    if len(full.ids) <= max_length:
+        return [full]
+    question_tokens = sum(1 for s in full.sequence_ids if s == question_sequence)
+    _room_errors(question_tokens, max_length - pair_specials - question_tokens, max_length, pair_specials,
+                 doc_stride)
+    tok.enable_truncation(max_length, stride=doc_stride, strategy="only_second" if pad_on_right else "only_first")
+    try:
+        encoding = tok.encode(first, second)
+    finally:
+        tok.no_truncation()
+    return [encoding, *encoding.overflowing]
+
+
+def _cuts(context: str, chunk_chars: int) -> Iterator[tuple[int, int, int]]:
+    """(lead, start, end) of each chunk: tokenize context[lead:end], keep the tokens that start at `start` or
+    later. Every cut is just before a whitespace run; `lead` is the cut before `start` (the word before)."""
+    start, lead = 0, 0
+    while start < len(context):
+        end = textcut.cut_at_or_after(context, start + chunk_chars)
+        yield lead, start, end
+        back = None
+        for back in textcut.CUT.finditer(context, max(start, end - 2048), end):
+            pass
+        lead = back.start() if back is not None and back.start() < end else start
+        start = end
+
+
+def _context_tokens(tok: Any, context: str, chunk_chars: int) -> Iterator[tuple[list, list, list, list]]:
+    """The context's tokens alone (no special tokens), chunk by chunk: (ids, tokens, offsets, word ids), with
+    offsets into the whole context and word ids that never repeat across chunks."""
+    word_base = 0
+    for lead, start, end in _cuts(context, chunk_chars):
+        enc = tok.encode(context[lead:end], add_special_tokens=False)
+        skip = start - lead
+        offsets = enc.offsets
+        keep = next((i for i, (a, _) in enumerate(offsets) if a >= skip), len(offsets))
+        words = enc.word_ids[keep:]
+        known = [w for w in words if w is not None]
+        first = known[0] if known else 0  # the lead-in's words are dropped: number from the first kept one
+        yield (
+            enc.ids[keep:],
+            enc.tokens[keep:],
+            [(a + lead, b + lead) for a, b in offsets[keep:]],
+            [None if w is None else w - first + word_base for w in words],
+        )
+        word_base += (max(known) - first + 1) if known else 0
+
+
+def _streamed_windows(tok, question, context, max_length, doc_stride, pair_specials, cls_token_id, chunk_chars):
+    """`iter_windows` for long contexts: the question's part of every window taken from one small pair
+    encoding, the context's slices from `_context_tokens`. Checks run now (ValueError); returns a generator of
+    windows, or None when the pair does not have the expected layout (question, then one run of context
+    tokens with one type id), for the one-call path to do."""
+    chunks = _context_tokens(tok, context, chunk_chars)
+    ids: list = []
+    tokens: list = []
+    offsets: list = []
+    words: list = []
+    state = {"base": 0, "done": False}  # base: index among the context's tokens of ids[0]
+
+    def fill(upto: int) -> None:
+        """Read chunks until the buffer reaches context token `upto` (exclusive) or the context ends."""
+        while not state["done"] and state["base"] + len(ids) < upto:
+            chunk = next(chunks, None)
+            if chunk is None:
+                state["done"] = True
+                return
+            for buffer, part in zip((ids, tokens, offsets, words), chunk):
+                buffer.extend(part)
+
+    fill(1)
+    if not ids:
+        return None
+    first_start, first_end = offsets[0]
+    probe = tok.encode(question, context[first_start:first_end] or context[: first_end + 1])
+    sequence_ids = list(probe.sequence_ids)
+    inside = [i for i, s in enumerate(sequence_ids) if s == 1]
+    if not inside or inside != list(range(inside[0], inside[-1] + 1)):
+        return None
+    types = list(probe.type_ids)
+    context_type = types[inside[0]]
+    if any(types[i] != context_type for i in inside):
+        return None
+    question_tokens = sum(1 for s in sequence_ids if s == 0)
+    room = max_length - pair_specials - question_tokens
+    fill(max(room, 0) + 1)
+    truncated = len(ids) > room
+    if truncated:
+        _room_errors(question_tokens, room, max_length, pair_specials, doc_stride)
+
+    probe_ids, probe_tokens = list(probe.ids), list(probe.tokens)
+    head = (probe_ids[: inside[0]], types[: inside[0]], probe_tokens[: inside[0]], sequence_ids[: inside[0]])
+    after = inside[-1] + 1
+    tail = (probe_ids[after:], types[after:], probe_tokens[after:], sequence_ids[after:])
+    step = room - doc_stride if truncated else room
+
+    def windows() -> Iterator[Window]:
+        # tokenizers' overflow: parts [k * step, k * step + room) until the one that reaches the end.
+        index = 0
+        none_head, none_tail = [None] * len(head[0]), [None] * len(tail[0])
+        zero_head, zero_tail = [(0, 0)] * len(head[0]), [(0, 0)] * len(tail[0])
+        while True:
+            start = index * step
+            fill(start + room + 1)  # one token more than the part: tells whether the part is the last
+            offset = start - state["base"]
+            stop = min(len(ids), offset + room)
+            last = stop == len(ids)
+            n_context = stop - offset
+            input_ids = head[0] + ids[offset:stop] + tail[0]
+            sequence = head[3] + [1] * n_context + tail[3]
+            p_mask = [0 if s == 1 else 1 for s in sequence]
+            cls_positions = [i for i, (t, s) in enumerate(zip(input_ids, sequence)) if t == cls_token_id and s is None]
+            for i in cls_positions:
+                p_mask[i] = 0
+            yield Window(
                 index=index,
                 input_ids=input_ids,
-                attention_mask=list(enc.attention_mask),
-                token_type_ids=list(enc.type_ids),
-                tokens=list(enc.tokens),
-                offsets=[tuple(o) if c else (0, 0) for o, c in zip(enc.offsets, is_context)],
-                sequence_ids=sequence_ids,
-                word_ids=[w if c else None for w, c in zip(enc.word_ids, is_context)],
+                attention_mask=[1] * len(input_ids),
+                token_type_ids=head[1] + [context_type] * n_context + tail[1],
+                tokens=head[2] + tokens[offset:stop] + tail[2],
+                offsets=zero_head + offsets[offset:stop] + zero_tail,
+                sequence_ids=sequence,
+                word_ids=none_head + words[offset:stop] + none_tail,
                 p_mask=p_mask,
-                context_sequence=context_sequence,
-                null_index=null_index,
+                context_sequence=1,
+                null_index=cls_positions[0] if cls_positions else 0,
             )
-        )
-    return windows
+            if last:
+                return
+            drop = offset + step  # what no later window needs
+            for buffer in (ids, tokens, offsets, words):
+                del buffer[:drop]
+            state["base"] += drop
+            index += 1
+
+    return windows()
 
 
 def _as_logits(values: Any, length: int, name: str) -> np.ndarray:
@@ -334,19 +505,52 @@ def answer(
     if not windows:
         raise ValueError("no windows to decode")
 
-    candidates_per_window = top_k * 2 + 10 if align_to_words else top_k
-    records: list[dict] = []
-    by_text: dict[str, dict] = {}  # lower-cased answer → its record (a list scan is quadratic on long contexts)
-    null_scores = []
+    ranker = AnswerRanker(context, top_k=top_k, max_answer_len=max_answer_len,
+                          handle_impossible_answer=handle_impossible_answer, null_threshold=null_threshold,
+                          align_to_words=align_to_words)
     for window, start_logits, end_logits in zip(windows, start_logits_list, end_logits_list):
+        ranker.add(window, start_logits, end_logits)
+    return ranker.result()
+
+
+class AnswerRanker:
+    """`answer`, one window at a time: `add` each window's logits as they come, then `result()`.
+
+    Nothing of a window is kept once it is added, only its candidate answers (at most top_k * 2 + 10 texts
+    per window, merged by text as the pipeline did) and the smallest null score so far, so a stream of
+    windows costs a few bytes per distinct candidate answer, not the windows or their logits.
+    """
+
+    def __init__(self, context: str, *, top_k: int = 1, max_answer_len: int = 15,
+                 handle_impossible_answer: bool = False, null_threshold: float = 0.0, align_to_words: bool = True):
+        if top_k < 1:
+            raise ValueError(f"top_k ({top_k}) must be at least 1")
+        if max_answer_len < 1:
+            raise ValueError(f"max_answer_len ({max_answer_len}) must be at least 1")
+        self.context = context
+        self.top_k = top_k
+        self.max_answer_len = max_answer_len
+        self.handle_impossible_answer = handle_impossible_answer
+        self.null_threshold = null_threshold
+        self.align_to_words = align_to_words
+        self.candidates_per_window = top_k * 2 + 10 if align_to_words else top_k
+        self.records: list[dict] = []
+        self.by_text: dict[str, dict] = {}  # lower-cased answer → its record (a list scan is quadratic)
+        self.null_score: float | None = None
+        self.null_window = 0
+        self.windows = 0
+
+    def add(self, window: Window, start_logits: Any, end_logits: Any) -> None:
         decoded = decode_window(
-            start_logits, end_logits, window, top_k=candidates_per_window, max_answer_len=max_answer_len
+            start_logits, end_logits, window, top_k=self.candidates_per_window, max_answer_len=self.max_answer_len
         )
-        null_scores.append(decoded.null_score)
+        self.windows += 1
+        if self.null_score is None or decoded.null_score < self.null_score:  # the first of equal minima
+            self.null_score, self.null_window = decoded.null_score, window.index
         for span in decoded.spans:
-            start, end = span_chars(window, span.start_token, span.end_token, align_to_words=align_to_words)
-            text = context[start:end]
-            same = by_text.get(text.lower())
+            start, end = span_chars(window, span.start_token, span.end_token, align_to_words=self.align_to_words)
+            text = self.context[start:end]
+            same = self.by_text.get(text.lower())
             if same is not None:
                 same["score"] += span.score
             else:
@@ -358,22 +562,24 @@ def answer(
                     "window": window.index,
                     "no_answer": False,
                 }
-                records.append(record)
-                by_text[text.lower()] = record
+                self.records.append(record)
+                self.by_text[text.lower()] = record
 
-    null_score = min(null_scores)
-    null_window = windows[null_scores.index(null_score)].index
-    ranked = [(r["score"], r) for r in records]
-    if handle_impossible_answer:
-        null_record = {
-            "answer": "",
-            "score": null_score,
-            "start": 0,
-            "end": 0,
-            "window": null_window,
-            "no_answer": True,
-        }
-        ranked.append((null_score - null_threshold, null_record))
-    ranked.sort(key=lambda pair: pair[0], reverse=True)  # stable: the null answer loses ties
-
-    return [{**record, "null_score": null_score} for _, record in ranked[:top_k]]
+    def result(self) -> list[dict]:
+        """The `top_k` best records (see `answer`); ValueError when no window was added."""
+        if not self.windows:
+            raise ValueError("no windows to decode")
+        null_score = self.null_score
+        ranked = [(r["score"], r) for r in self.records]
+        if self.handle_impossible_answer:
+            null_record = {
+                "answer": "",
+                "score": null_score,
+                "start": 0,
+                "end": 0,
+                "window": self.null_window,
+                "no_answer": True,
+            }
+            ranked.append((null_score - self.null_threshold, null_record))
+        ranked.sort(key=lambda pair: pair[0], reverse=True)  # stable: the null answer loses ties
+        return [{**record, "null_score": null_score} for _, record in ranked[: self.top_k]]

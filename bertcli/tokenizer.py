@@ -140,12 +140,21 @@ class LoadedTokenizer:
         add_special_tokens: bool = True,
         max_length: int | None = None,
     ) -> list:
-        """Encode texts (and optional pairs); truncate to ``max_length`` (longest-first) when given."""
+        """Encode texts (and optional pairs); truncate to ``max_length`` (longest-first) when given.
+
+        Truncated single texts are encoded from a prefix long enough to hold the kept tokens
+        (`bertcli.textcut.encode_truncated`: the same ids as the whole text truncated, in the memory of a
+        prefix, whatever the line's length); their ``overflowing`` is then only non-empty, not complete.
+        """
         tok = self.backend
         if max_length is not None:
             tok.enable_truncation(max_length=max_length, strategy="longest_first")
         else:
             tok.no_truncation()
+        if max_length is not None and pairs is None:
+            from bertcli.textcut import encode_truncated
+
+            return encode_truncated(tok, texts, max_length, add_special_tokens=add_special_tokens)
         inputs: Iterable = list(zip(texts, pairs)) if pairs is not None else list(texts)
         return tok.encode_batch(inputs, add_special_tokens=add_special_tokens)
 

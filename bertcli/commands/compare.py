@@ -9,7 +9,7 @@ import typer
 
 from bertcli import output
 from bertcli.commands._common import FormatOpt, QuietOpt, apply_output, examples, resolve
-from bertcli.errors import UsageError
+from bertcli.errors import BadInputError, UsageError
 from bertcli.inputs import iter_lines, require_nonempty
 
 EXAMPLES = examples(
@@ -19,6 +19,10 @@ EXAMPLES = examples(
     "cat lines.txt | bertcli compare -m bert -m roberta --format tsv",
 )
 
+#: The longest text compare takes, in characters (exit 5 beyond): a record lists every token of every model
+#: and every difference, which for a whole book would be gigabytes of records no one reads, and as much memory.
+MAX_CHARS = 100_000
+
 CHIPS_SHARED = ("black on grey70", "black on grey54")
 CHIPS_DIFFERENT = ("black on bright_yellow", "black on bright_magenta")
 
@@ -26,7 +30,7 @@ CHIPS_DIFFERENT = ("black on bright_yellow", "black on bright_magenta")
 def compare(
     texts: Annotated[list[str] | None, typer.Argument(metavar="[TEXT]...", help="Texts to compare (default: lines of --file or stdin).", show_default=False)] = None,
     models: Annotated[list[str] | None, typer.Option("--model", "-m", help="A model to compare (give two or more: -m A -m B [-m C]); alias, hub id, folder or tokenizer file.", show_default=False)] = None,
-    file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin); at most 100,000 characters a text.")] = None,
     special: Annotated[bool, typer.Option("--special-tokens", help="Include [CLS]/[SEP] (<s>/</s>) in tokens and counts.")] = False,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
@@ -55,6 +59,10 @@ def compare(
 
     def records():
         for n, line in enumerate(require_nonempty(iter_lines(texts, file)), start=1):
+            if len(line.text) > MAX_CHARS:
+                where = f"text {line.number}" if line.source == "<arg>" else f"{line.source}, line {line.number}"
+                raise BadInputError(f"{where}: {len(line.text):,} characters is more than compare takes "
+                                    f"({MAX_CHARS:,}): compare a sentence or a paragraph, not a whole file")
             runs = [tokenize(tok, line.text, label, add_special_tokens=special) for tok, label in zip(tokenizers, labels)]
             yield {"line": n, **compare_record(line.text, runs)}
 

@@ -23,6 +23,12 @@ EXAMPLES = examples(
 
 STRATEGY_HELP = ("static (BERT), dynamic (RoBERTa: a new mask each epoch), whole-word, "
                  "span (SpanBERT: geometric span lengths, boundaries marked)")
+#: Caps on --epochs and --samples: far more than any lesson needs, and a typo of a few extra zeros fails at
+#: once instead of running for hours (output is streamed, so memory does not depend on them either).
+MAX_EPOCHS = 100_000
+MAX_SAMPLES = 1_000_000
+#: Epochs per table in the table view (each block repeats its title), so a long run prints as it goes.
+TABLE_EPOCHS = 256
 STYLES = {"mask": "bold white on red", "random": "black on yellow", "same": "black on green",
           "boundary": "bold cyan", "special": "dim"}
 
@@ -31,10 +37,10 @@ def mask(
     text: Annotated[str, typer.Argument(help="The text to mask.", show_default=False)],
     model: ModelOpt = None,
     strategy: Annotated[str, typer.Option("--strategy", "-s", help=STRATEGY_HELP)] = "static",
-    epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Show the masks of N epochs (default: 3 for dynamic, else 1).", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Show the masks of N epochs, streamed as they are drawn (default: 3 for dynamic, else 1; at most 100,000).", show_default=False)] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="Random seed (default: a fresh one, printed so the run can be repeated).", show_default=False)] = None,
     mask_prob: Annotated[float, typer.Option("--mask-prob", help="Share of the tokens to select for prediction.")] = 0.15,
-    samples: Annotated[int | None, typer.Option("--samples", min=1, help="Statistics mode: mask the text N times and compare the observed rate, 80/10/10 split and span lengths with the expected distributions.", show_default=False)] = None,
+    samples: Annotated[int | None, typer.Option("--samples", min=1, help="Statistics mode: mask the text N times and compare the observed rate, 80/10/10 split and span lengths with the expected distributions (at most 1,000,000).", show_default=False)] = None,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -53,6 +59,10 @@ def mask(
         raise UsageError(f"--mask-prob must be in (0, 1], got {mask_prob}")
     if samples is not None and epochs is not None:
         raise UsageError("--samples and --epochs do not go together")
+    if epochs is not None and epochs > MAX_EPOCHS:
+        raise UsageError(f"--epochs {epochs} is more than the {MAX_EPOCHS:,} this command shows")
+    if samples is not None and samples > MAX_SAMPLES:
+        raise UsageError(f"--samples {samples} is more than the {MAX_SAMPLES:,} this command draws")
     from bertcli.inputs import check_utf8
 
     check_utf8(text, "the text argument")
@@ -89,13 +99,15 @@ def mask(
         output.emit_one({**header, **stats}, table=_stats_view, fmt=fmt_resolved)
         return
 
-    from bertcli.masking import mask_epochs
+    from bertcli.masking import iter_mask_epochs
 
     n_epochs = epochs if epochs is not None else (3 if strategy == "dynamic" else 1)
-    results = mask_epochs(list(enc.tokens), list(enc.word_ids), epochs=n_epochs, **options)
+    results = iter_mask_epochs(list(enc.tokens), list(enc.word_ids), epochs=n_epochs, **options)
     fresh = RESAMPLED_EACH_EPOCH[strategy]
-    records = [_record(header, epoch, r, special, list(enc.word_ids), fresh) for epoch, r in enumerate(results, start=1)]
-    output.emit(records, table=_view, fmt=fmt_resolved,
+    word_ids = list(enc.word_ids)
+    # A generator: each epoch is written as it is drawn (the table view in blocks of TABLE_EPOCHS).
+    records = (_record(header, epoch, r, special, word_ids, fresh) for epoch, r in enumerate(results, start=1))
+    output.emit(records, table=_view, table_batch=TABLE_EPOCHS, fmt=fmt_resolved,
                 tsv_columns=["epoch", "position", "token", "masked", "action", "special", "boundary"],
                 tsv_rows=_tsv_rows)
 

@@ -27,6 +27,9 @@ EXAMPLES = examples(
 #: Answer fields, in output order (the best answer's are also the record's own).
 ANSWER_FIELDS = ("answer", "score", "start", "end", "window", "no_answer")
 
+#: Contexts from this many characters on get a progress bar (on a terminal): about 100 windows of 384 tokens.
+PROGRESS_CHARS = 100_000
+
 #: Characters of context shown around the answer in the table view of a long context.
 EXCERPT_CHARS = 240
 
@@ -85,10 +88,11 @@ def qa(
     answerer = load_answerer(resolve(model), device=device, options=options)
 
     failed = total = 0
+    progress = _WindowProgress() if input_file is None and len(text) >= PROGRESS_CHARS else None
 
     def records() -> Iterator[dict]:
         nonlocal failed, total
-        for result in answerer.answer_all(items):
+        for result in answerer.answer_all(items, progress=progress):
             total += 1
             if result.error is not None:
                 if input_file is None:
@@ -99,10 +103,40 @@ def qa(
             yield _record(result, top_k=top_k, show_windows=show_windows, batch=input_file is not None,
                           with_context=fmt_resolved == "table")
 
-    output.emit(records(), table=_table, table_batch=1, fmt=fmt_resolved, tsv_columns=_tsv_columns(input_file),
-                tsv_rows=_tsv_rows)
+    try:
+        output.emit(records(), table=_table, table_batch=1, fmt=fmt_resolved, tsv_columns=_tsv_columns(input_file),
+                    tsv_rows=_tsv_rows)
+    finally:
+        if progress is not None:
+            progress.stop()
     if failed:
         raise BadInputError(f"{failed} of {total} input records could not be answered (see the lines above)")
+
+
+class _WindowProgress:
+    """A progress bar on stderr (terminal only) counting the windows of a long context as batches finish."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.clock = time.perf_counter
+        self.start = self.clock()
+        self.done = 0
+        self.bar = output.make_progress(unit="windows")
+        self.task = None
+        if self.bar is not None:
+            self.bar.start()
+            self.task = self.bar.add_task("answering", total=None, rate="")
+
+    def __call__(self, windows: int) -> None:
+        self.done += windows
+        if self.bar is not None:
+            rate = self.done / max(self.clock() - self.start, 1e-9)
+            self.bar.update(self.task, completed=self.done, rate=f"{rate:,.0f} windows/s")
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 # ------------------------------------------------------------------------------------------------- input
@@ -144,11 +178,13 @@ def _read_records(path: Path) -> Iterator:
         path = Path(path).expanduser()
         handle = open_input(path, what="JSON Lines file")  # closed when the stream ends
         source = str(path)
+    seen = False
     try:
         for number, raw in enumerate(handle, start=1):
             where = f"{source}, line {number}"
             if not raw.strip():
                 continue
+            seen = True
             try:
                 record = json.loads(raw.rstrip(b"\r\n").decode("utf-8"))
             except UnicodeDecodeError:
@@ -170,6 +206,8 @@ def _read_records(path: Path) -> Iterator:
                 yield QAItem("", "", key, error=BadInputError(problem))
                 continue
             yield QAItem(record["question"], record["context"], key)
+        if not seen:  # like embed/tokenize: nothing to answer is bad input, not success
+            raise BadInputError(f"empty input: {source} holds no records to answer")
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
@@ -189,22 +227,10 @@ def _record(result, *, top_k: int, show_windows: bool, batch: bool, with_context
     if top_k > 1:
         rec["answers"] = [{name: a[name] for name in ANSWER_FIELDS} for a in result.answers]
     if show_windows:
-        rec["windows"] = [_window_summary(w) for w in result.windows]
+        rec["windows"] = list(result.windows)  # already summaries (`bertcli.qa.window_summary`)
     if with_context:
         rec["context"] = result.item.context
     return rec
-
-
-def _window_summary(window) -> dict:
-    """Which part of the context a window holds: token count, context tokens, character span."""
-    spans = [o for o, s in zip(window.offsets, window.sequence_ids) if s == window.context_sequence]
-    return {
-        "window": window.index,
-        "tokens": len(window),
-        "context_tokens": len(spans),
-        "start": spans[0][0] if spans else 0,
-        "end": spans[-1][1] if spans else 0,
-    }
 
 
 def _tsv_columns(input_file) -> list[str]:

@@ -82,7 +82,8 @@ def tokenize(
                     yield {"line": line_no, "text": line.text, "count": n}
                 continue
             if mode == "truncate":
-                encs = tok.encode_batch(firsts, add_special_tokens=False)
+                # Encoded truncated (from a prefix of each long line: a huge line costs what a long one does).
+                encs = tok.encode_batch(firsts, add_special_tokens=False, max_length=truncate or 1)
                 for text, enc in zip(firsts, encs):
                     line_no += 1
                     end = enc.offsets[truncate - 1][1] if truncate and len(enc.ids) >= truncate else len(text)

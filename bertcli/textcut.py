@@ -1,0 +1,107 @@
+"""Cutting long texts where tokenization cannot tell: before a whitespace run.
+
+For the tokenizers of the BERT family (WordPiece, SentencePiece, byte-level BPE, whose pre-tokenizers split
+at whitespace and never join text across it), a text cut just before a whitespace run (a non-space
+character, then a space) tokenizes piece by piece into exactly the tokens of the whole text. Two users:
+
+- `encode_truncated`: a text truncated to N tokens is encoded from a prefix of it that is sure to hold more
+  than N tokens, so a 19 MB line costs what a long sentence does, with the ids of the whole line truncated.
+- `bertcli.qa_spans.iter_windows`: a long QA context is tokenized in chunks.
+
+`chunk_safe` says whether a tokenizer qualifies; the others are always encoded whole.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Sequence
+
+#: Where a text may be cut: just before a whitespace run.
+CUT = re.compile(r"(?<=\S)\s")
+
+#: Pre-tokenizers that never join text across the start of a whitespace run (`Split` and friends with
+#: arbitrary patterns are not listed).
+SAFE_PRE_TOKENIZERS = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit", "ByteLevel", "Metaspace",
+                       "Punctuation", "Digits", "UnicodeScripts", "CharDelimiterSplit"}
+
+#: A first prefix of max_length × this many characters: more than any BERT-family tokenizer's characters per
+#: token on real text (English ~4-5, code and URLs more); a prefix that falls short is doubled.
+CHARS_PER_TOKEN = 12
+
+#: Texts up to this many characters are encoded whole (a prefix would not save anything worth the bother).
+MIN_PREFIX = 4096
+
+_safe: dict[int, tuple[Any, bool]] = {}  # id(tokenizer) → (tokenizer, chunk_safe): its JSON costs ~25 ms
+
+
+def chunk_safe(tokenizer: Any) -> bool:
+    """Whether a `tokenizers.Tokenizer` tokenizes a text cut by `CUT` piece by piece exactly as whole."""
+    cached = _safe.get(id(tokenizer))
+    if cached is not None and cached[0] is tokenizer:
+        return cached[1]
+    try:
+        spec = json.loads(tokenizer.to_str())
+    except (ValueError, AttributeError):
+        spec = None
+    safe = spec is not None and _pre_ok(spec.get("pre_tokenizer")) and _normalizer_ok(spec.get("normalizer"))
+    _safe[id(tokenizer)] = (tokenizer, safe)
+    return safe
+
+
+def _pre_ok(node: Any) -> bool:
+    if not isinstance(node, dict):
+        return False  # no pre-tokenizer: the model sees the whole text as one word
+    kind = node.get("type")
+    if kind == "Sequence":
+        return all(_pre_ok(n) for n in node.get("pretokenizers", []))
+    if kind == "ByteLevel" and node.get("use_regex") is False:
+        return False
+    if kind == "Metaspace" and node.get("split") is False:
+        return False
+    return kind in SAFE_PRE_TOKENIZERS
+
+
+def _normalizer_ok(node: Any) -> bool:
+    if node is None:
+        return True
+    if not isinstance(node, dict):
+        return False
+    kind = node.get("type")
+    if kind == "Sequence":
+        return all(_normalizer_ok(n) for n in node.get("normalizers", []))
+    if kind == "Replace":  # a pattern with spaces could join the two sides of a cut; " {2,}" (ALBERT) cannot
+        pattern = node.get("pattern") or {}
+        text = pattern.get("String", pattern.get("Regex", "")) if isinstance(pattern, dict) else ""
+        return not any(c.isspace() for c in text) or text.strip(" {}0123456789,+*") == ""
+    return kind != "Strip"
+
+
+def cut_at_or_after(text: str, position: int) -> int:
+    """The first cut at `position` or later, else len(text)."""
+    found = CUT.search(text, position)
+    return found.start() if found else len(text)
+
+
+def encode_truncated(tokenizer: Any, texts: Sequence[str], max_length: int, *, add_special_tokens: bool = True) -> list:
+    """`tokenizer.encode_batch(texts)` truncated to `max_length` tokens, encoding long texts from a prefix.
+
+    `tokenizer` is a `tokenizers.Tokenizer` whose truncation is set to `max_length` by the caller. A text
+    longer than max(MIN_PREFIX, max_length × CHARS_PER_TOKEN) characters is encoded from a prefix that ends at
+    a cut; when the prefix's tokens overflow the limit they are those of the whole text (ids, offsets, tokens
+    equal), else the prefix is doubled and encoded again. `overflowing` holds only what the prefix had beyond
+    the limit, so it says whether the text was truncated, not all the rest of it.
+    """
+    texts = list(texts)
+    bound = max(MIN_PREFIX, max_length * CHARS_PER_TOKEN)
+    if all(len(t) <= bound for t in texts) or not chunk_safe(tokenizer):
+        return tokenizer.encode_batch(texts, add_special_tokens=add_special_tokens)
+    ends = [cut_at_or_after(t, bound) if len(t) > bound else len(t) for t in texts]
+    encodings = tokenizer.encode_batch([t[:e] for t, e in zip(texts, ends)], add_special_tokens=add_special_tokens)
+    for i, (text, end) in enumerate(zip(texts, ends)):
+        size = bound
+        while end < len(text) and not encodings[i].overflowing:  # the prefix may hold all there is to keep
+            size *= 2
+            end = cut_at_or_after(text, size) if len(text) > size else len(text)
+            encodings[i] = tokenizer.encode(text[:end], add_special_tokens=add_special_tokens)
+    return encodings
