@@ -103,3 +103,11 @@ def test_commands_needing_more_than_the_config_still_exit_4(run_cli, args):
     line = one_line_error(run_cli(*args), 4)
     assert "is not in the cache" in line and "offline mode is on" in line
     assert "bundled" not in line
+
+
+def test_config_diff_of_two_aliases_offline(run_cli):
+    proc = run_cli("config", "albert", "--diff", "bert", "-f", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [_note("albert"), _note("bert")]
+    rows = {row["field"]: (row["a"], row["b"]) for row in json.loads(proc.stdout)}
+    assert rows["model_type"] == ("albert", "bert") and rows["embedding_size"] == (128, None)

@@ -40,7 +40,7 @@ def config(
     resolved = resolve(ref, revision=revision, config_only=True)
     cfg = _require_config(resolved)
     if diff is not None:
-        other = resolve(diff)
+        other = resolve(diff, config_only=True)
         other_cfg = _require_config(other)
         rows = diff_configs(cfg, other_cfg)
         names = (resolved.display_name, other.display_name)
