@@ -261,3 +261,18 @@ def test_parser_finds_commands_and_skips_what_cannot_run():
     assert all(not ex.command.startswith("$") for ex in ids.values())
     assert any("names no offline model" in s for s in skipped)
     assert any("needs files" in s for s in skipped)
+
+
+def test_sentencepiece_is_a_core_dependency_and_no_page_asks_for_an_extra(run_cli, tiny_albert):
+    """ALBERT's bare spiece.model works after the README's set-up: sentencepiece and protobuf are core."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    core = {re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
+    assert {"sentencepiece", "protobuf"} <= core
+    assert project["optional-dependencies"].get("sentencepiece", []) == []  # kept as an empty alias
+    texts = [*PAGES, *sorted((REPO / "bertcli").rglob("*.py"))]
+    assert [p.name for p in texts if "bertcli[sentencepiece]" in p.read_text(encoding="utf-8")] == []
+    proc = run_cli("tokenize", "-m", tiny_albert / "spiece.model", "It was a great day", "-f", "ids")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == "2" and proc.stdout.split()[-1] == "3"  # [CLS] … [SEP]
