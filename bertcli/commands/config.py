@@ -37,10 +37,10 @@ def config(
         raise UsageError("give the model once: as MODEL or with --model")
     ref = model_arg or model
     fmt_resolved = output.resolve_format()
-    resolved = resolve(ref, revision=revision)
+    resolved = resolve(ref, revision=revision, config_only=True)
     cfg = _require_config(resolved)
     if diff is not None:
-        other = resolve(diff)
+        other = resolve(diff, config_only=True)
         other_cfg = _require_config(other)
         rows = diff_configs(cfg, other_cfg)
         names = (resolved.display_name, other.display_name)
@@ -75,6 +75,8 @@ def config_record(resolved, cfg: dict[str, Any], *, with_params: bool = True) ->
     }
     if resolved.commit:
         record["commit"] = resolved.commit
+    if resolved.source == "bundled":  # bertcli's own copy of an alias's config.json (see bertcli/bundled.py)
+        record["source"] = "bundled"
     if with_params:
         try:
             record["parameters"] = count_parameters(cfg).as_record()
@@ -116,7 +118,8 @@ def _config_view(record: dict, cfg: dict):
 
     from rich.text import Text
 
-    title = Text.assemble((record["model"], "bold"), "  ·  ", (record["family"], "cyan"))
+    title = Text.assemble((record["model"], "bold"), "  ·  ", (record["family"], "cyan"),
+                          ("  (bundled config.json)" if record.get("source") == "bundled" else "", "dim"))
     table = Table(show_edge=False, header_style="bold")
     table.add_column("group", style="cyan")
     table.add_column("field")

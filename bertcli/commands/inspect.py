@@ -49,7 +49,7 @@ def inspect(
     from bertcli.inspect import inspect_model
     from bertcli.weights import filter_tensors
 
-    resolved = resolve(model_arg or model, revision=revision)
+    resolved = resolve(model_arg or model, revision=revision, config_only=True)
     ins = inspect_model(resolved, allow_pickle=allow_pickle)
     selected = None
     if show_tensors:

@@ -40,7 +40,7 @@ def variants(
     fmt_resolved = output.resolve_format()
     live = None
     if model is not None:
-        resolved = resolve(model)
+        resolved = resolve(model, config_only=True)
         if not resolved.has_config:
             raise ModelFileError(f"{resolved.display_name} has no config.json: live numbers need the model's config")
         try:
@@ -49,6 +49,8 @@ def variants(
         except ValueError as exc:
             raise ModelFileError(f"{resolved.display_name}: {exc}") from exc
         live = {"model": resolved.display_name, **live}
+        if resolved.source == "bundled":
+            live["source"] = "bundled"
         if chosen is not None and live["family"] != chosen.name:
             output.warn(f"{resolved.display_name} is {live['family']}, not {chosen.name}: its numbers are shown anyway")
 

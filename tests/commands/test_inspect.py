@@ -129,7 +129,7 @@ def _broken(kind: str, tiny_bert: Path, tiny_albert: Path, root: Path) -> Path:
         ("pickle", (), (), 0, r"warning: pytorch_model\.bin: pickle weights not read \(pass --allow-pickle\); "
                               r"capabilities below come from config\.json alone"),
         ("spiece", (), ("sentencepiece",), 0, r"warning: the SentencePiece tokenizer \(spiece\.model\) needs "
-                                              r"sentencepiece: pip install 'bertcli\[sentencepiece\]'"),
+                                              r"sentencepiece: pip install sentencepiece protobuf"),
     ],
 )
 def test_broken_folders_one_line_and_exit_code(kind, args, hide, code, stderr, tiny_bert, tiny_albert, tmp_path):
