@@ -257,8 +257,8 @@ def test_tokenize_truncate_of_a_huge_line(run_cli, tiny_roberta, tmp_path):
     proc = run_cli("tokenize", "-m", tiny_roberta, "--truncate", "5", "--file", huge, "-f", "json")
     assert proc.returncode == 0, proc.stderr
     first, second = json.loads(proc.stdout)
-    assert first["tokens"] == 5 and text.startswith(first["text"]) and 0 < len(first["text"]) < 100
-    assert "short one".startswith(second["text"]) and second["tokens"] <= 5 and second["text"]
+    assert first["count"] == 5 and text.startswith(first["text"]) and 0 < len(first["text"]) < 100
+    assert "short one".startswith(second["text"]) and second["count"] <= 5 and second["text"]
 
 
 # --------------------------------------------------------------------------------------------- compare
