@@ -22,6 +22,7 @@ Ray, pyarrow and the model libraries are imported inside functions: importing th
 
 from __future__ import annotations
 
+import contextlib
 import glob as globlib
 import hashlib
 import json
@@ -654,6 +655,9 @@ def start_ray(address: str | None, *, cpus: int) -> bool:
     # Ray's own notices (token-auth default and the like) are not the user's business; worker output stays in
     # Ray's log files (log_to_driver=False): worker failures reach the driver as exceptions all the same.
     logging.getLogger("ray").setLevel(logging.ERROR)
+    import signal
+
+    sigterm = signal.getsignal(signal.SIGTERM)  # ray.init puts in its own (exit 15); a SIGTERM stays bertcli's (143)
     try:
         if address is None:
             ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, configure_logging=False,
@@ -669,6 +673,10 @@ def start_ray(address: str | None, *, cpus: int) -> bool:
         if address:
             raise RayClusterError(f"cannot join the Ray cluster at {address}: {first}") from exc
         raise RayEngineError(f"cannot start a local Ray runtime: {first}") from exc
+    finally:
+        if sigterm is not None:
+            with contextlib.suppress(ValueError):  # not the main thread: Ray's handler was not put in either
+                signal.signal(signal.SIGTERM, sigterm)
     return True
 
 

@@ -233,3 +233,24 @@ def test_ray_output_of_child_processes_goes_to_stderr(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "data before\ndata after\n"
     assert proc.stderr == "python noise\nnative noise\n"
+
+
+def test_starting_ray_keeps_bertclis_sigterm_handler():
+    """ray.init puts in its own SIGTERM handler (exit 15); bertcli's (temp files removed, exit 143) must stay."""
+    _needs_ray()
+    import signal
+
+    import ray
+
+    from bertcli.ray_engine import start_ray
+
+    def ours(signum, frame):  # pragma: no cover - never called
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, ours)
+    try:
+        assert start_ray(None, cpus=1) is True
+        assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        ray.shutdown()
+        signal.signal(signal.SIGTERM, before)
