@@ -137,14 +137,14 @@ class AttentionReader:
     """A loaded encoder (eager attention) plus its tokenizer; `read` gives one layer/head's map for a text."""
 
     def __init__(self, loaded, tok):
-        from bertcli.runner import max_tokens
+        from bertcli.config import token_limit
 
         self.loaded = loaded
         self.tok = tok
         config = loaded.config
         self.num_layers = int(config.num_hidden_layers)
         self.num_heads = int(config.num_attention_heads)
-        self.max_length = max_tokens(config, tok)
+        self.max_length = token_limit(config, tok.model_max_length)
 
     def check(self, layer: int, head: int | str) -> tuple[int, int | None]:
         """Validate layer/head against the model; returns 0-based indices (None = mean of heads)."""

@@ -425,7 +425,7 @@ def _config_arithmetic(ins: Inspection) -> None:
 
 
 def _capabilities(ins: Inspection) -> list[Capability]:
-    from bertcli.runner import HEADS, check_head
+    from bertcli.heads import HEADS, check_head
 
     r = ins.resolved
     caps = [_tokenize_capability(ins)]

@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from bertcli.config import position_limit
 from bertcli.errors import MissingDependencyError, ModelFileError
 from bertcli.resolve import ResolvedModel, bertcli_cache_dir
 
@@ -253,11 +254,7 @@ def _model_max_length(model: ResolvedModel, tok_config: dict) -> int | None:
     value = tok_config.get("model_max_length")
     if isinstance(value, int) and 0 < value < 1_000_000:
         return value
-    positions = model.config.get("max_position_embeddings")
-    if isinstance(positions, int):
-        # RoBERTa's position ids start after the padding index: 514 positions give 512 tokens.
-        return positions - 2 if model.config.get("model_type") in ("roberta", "xlm-roberta", "camembert") else positions
-    return None
+    return position_limit(model.config)
 
 
 def _read_json(path: Path) -> dict:
