@@ -253,7 +253,8 @@ def _guess_model_type(resolved: ResolvedModel) -> str | None:
 
 
 def _tokenizer_info(resolved: ResolvedModel, ins: Inspection) -> dict[str, Any]:
-    from bertcli.tokenizer import _model_max_length, _read_json, _specials_from_files, tokenizer_source
+    from bertcli.resolve import tokenizer_source
+    from bertcli.tokenizer import _model_max_length, _read_json, _specials_from_files
 
     try:
         source, path = tokenizer_source(resolved)

@@ -302,7 +302,7 @@ class DownloadProgressBar:
             self._task = self._progress.add_task(description, total=total_bytes, files=f"0/{total_files} files")
             self._progress.start()
         else:
-            from bertcli.hub import format_bytes
+            from bertcli.units import format_bytes
 
             info(f"downloading {description}: {total_files} files, {format_bytes(total_bytes)}")
 
@@ -330,7 +330,7 @@ class DownloadProgressBar:
             self._progress.stop()
             self._progress = None
         if ok and self._bytes:
-            from bertcli.hub import format_bytes
+            from bertcli.units import format_bytes
 
             seconds = max(time.perf_counter() - self._started, 1e-6)
             info(f"fetched {format_bytes(self._bytes)} in {seconds:.1f}s "

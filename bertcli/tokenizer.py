@@ -20,15 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from bertcli.config import position_limit
+from bertcli.env import bertcli_cache_dir
 from bertcli.errors import MissingDependencyError, ModelFileError
-from bertcli.resolve import ResolvedModel, bertcli_cache_dir
-
-LEGACY_KINDS = {
-    "spiece.model": "SentencePiece",
-    "sentencepiece.bpe.model": "SentencePiece",
-    "vocab.txt": "WordPiece",
-    "vocab.json": "byte-level BPE",
-}
+from bertcli.resolve import LEGACY_KINDS, ResolvedModel, tokenizer_kind, tokenizer_source
 
 #: Legacy tokenizer file → the transformers class that reads it (used when a folder has no config to say).
 LEGACY_CLASSES = {
@@ -41,54 +35,6 @@ LEGACY_CLASSES = {
 SPECIAL_ROLES = ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token", "bos_token", "eos_token")
 
 CONVERTER_VERSION = "1"  # bump to invalidate converted tokenizers in the cache
-
-
-def tokenizer_source(model: ResolvedModel) -> tuple[str, Path]:
-    """(kind of source, file) — ``tokenizer.json`` preferred, else the legacy file that defines the vocab."""
-    if model.tokenizer_file is not None:
-        name = model.tokenizer_file.name
-        if name == "tokenizer.json":
-            return "tokenizer.json", model.tokenizer_file
-        return ("spiece.model" if name.endswith(".model") and name != "sentencepiece.bpe.model" else name), model.tokenizer_file
-    if model.has("tokenizer.json"):
-        return "tokenizer.json", model.file("tokenizer.json")
-    for name in ("spiece.model", "sentencepiece.bpe.model", "vocab.txt", "vocab.json"):
-        if model.has(name):
-            if name == "vocab.json" and not model.has("merges.txt"):
-                continue
-            return name, model.file(name)
-    raise ModelFileError(
-        f"{model.display_name} has no tokenizer files",
-        hint="expected tokenizer.json, spiece.model, vocab.txt or vocab.json + merges.txt",
-    )
-
-
-def tokenizer_kind(model: ResolvedModel) -> str | None:
-    """WordPiece / SentencePiece / byte-level BPE / BPE, from the files (None when there is no tokenizer)."""
-    try:
-        source, path = tokenizer_source(model)
-    except ModelFileError:
-        return None
-    if source != "tokenizer.json":
-        return LEGACY_KINDS.get(source)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return kind_from_tokenizer_json(data) if isinstance(data, dict) else None
-
-
-def kind_from_tokenizer_json(data: dict) -> str:
-    model = data.get("model")
-    model_type = model.get("type") if isinstance(model, dict) else None
-    if model_type == "WordPiece":
-        return "WordPiece"
-    if model_type == "Unigram":
-        return "SentencePiece"
-    if model_type == "BPE":
-        blob = json.dumps(data.get("pre_tokenizer")) + json.dumps(data.get("decoder"))
-        return "byte-level BPE" if "ByteLevel" in blob else "BPE"
-    return model_type or "unknown"
 
 
 @dataclass
