@@ -28,6 +28,7 @@ import numpy as np
 
 from bertcli.batching import DEFAULT_WINDOW, TokenBudgetBatcher
 from bertcli.errors import BadInputError, ModelFileError, UsageError
+from bertcli.inputs import line_label
 
 POOLINGS = ("cls", "pooler", "mean", "max", "none")
 #: token budget per batch when none is given: small batches stay in CPU caches; accelerators want big ones
@@ -456,13 +457,9 @@ def _pooler_detail(model: Any) -> str:
 
 
 def _where(item: Any, ordinal: int) -> str:
+    """`bertcli.inputs.line_label` of an input line; "text N" (its ordinal) for a plain string."""
     number = getattr(item, "number", None)
-    source = getattr(item, "source", None)
-    if number is None:
-        return f"text {ordinal}"
-    if source in (None, "<arg>"):
-        return f"text {number}"
-    return f"{source}, line {number}"
+    return line_label(ordinal) if number is None else line_label(number, getattr(item, "source", None))
 
 
 # ---------------------------------------------------------------------------------------------------------

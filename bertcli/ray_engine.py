@@ -33,8 +33,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bertcli.files import atomic_write
 from bertcli.errors import BadInputError, BertcliError, MissingDependencyError, OutputError, UsageError
+from bertcli.files import atomic_write
+from bertcli.inputs import decode_line, utf8_problem
 
 INSTALL_HINT = "pip install 'bertcli[ray]'"
 DEFAULT_SHARD_ROWS = 10_000
@@ -271,15 +272,11 @@ def read_shard_rows(file: InputFile, shard: Shard, *, text_column: str = "text",
     out = []
     for offset, raw in enumerate(lines):
         row_id = shard.first_id + offset
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
         try:
-            text = raw.decode("utf-8")
+            text = decode_line(raw, first=shard.start + offset == 0)
         except UnicodeDecodeError as exc:
-            out.append((row_id, None, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"))
+            out.append((row_id, None, f"not UTF-8 ({utf8_problem(exc)})"))
             continue
-        if shard.start + offset == 0 and text.startswith("\ufeff"):
-            text = text[1:]
         if file.kind == "jsonl":
             out.append(_json_row(row_id, text, text_column, id_column))
         else:

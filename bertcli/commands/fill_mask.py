@@ -49,7 +49,7 @@ def fill_mask(
     def records():
         line_no = 0
         for batch in batched(_chain(first, lines), BATCH_LINES):
-            where = [f"text {ln.number}" if ln.source == "<arg>" else f"{ln.source}, line {ln.number}" for ln in batch]
+            where = [ln.label for ln in batch]
             for result in masker.fill([ln.text for ln in batch], top_k=top_k, where=where):
                 line_no += 1
                 yield {"line": line_no, **result.as_record()}
