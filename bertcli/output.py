@@ -123,6 +123,12 @@ def shade_char(level: float) -> str:
     return SHADES[max(0, min(len(SHADES) - 1, int(level * len(SHADES))))]
 
 
+def score_bar(score: float, width: int = 20) -> str:
+    """A probability as a bar of ``width`` cells: █ for the part it fills, · for the rest (fill-mask, detect)."""
+    full = round(score * width)
+    return "█" * full + "·" * (width - full)
+
+
 def info(message: str) -> None:
     """A progress/status message on stderr, silenced by ``-q`` (plain, unwrapped text when not a terminal)."""
     if settings.quiet:

@@ -70,11 +70,6 @@ def _tsv_rows(rec: dict):
             yield {"line": rec["line"], "mask": mask["mask"], "position": mask["position"], "rank": rank, **pred}
 
 
-def _bar(score: float, width: int = 20) -> str:
-    full = round(score * width)
-    return "█" * full + "·" * (width - full)
-
-
 def _table(records: list[dict]):
     from rich.console import Group
     from rich.table import Table
@@ -97,7 +92,7 @@ def _table(records: list[dict]):
             for rank, pred in enumerate(mask["predictions"], start=1):
                 label = f"{mask['mask']} @{mask['position']}" if rank == 1 else ""
                 table.add_row(label, str(rank), pred["word"], pred["token"], f"{pred['score']:.4f}",
-                              Text(_bar(pred["score"]), style="green" if rank == 1 else "dim"),
+                              Text(output.score_bar(pred["score"]), style="green" if rank == 1 else "dim"),
                               style="bold" if rank == 1 else None)
             table.add_section()
         parts += [table, ""]
