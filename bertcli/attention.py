@@ -181,12 +181,6 @@ def load_attention_reader(resolved: ResolvedModel, *, device: str = "cpu") -> At
     return AttentionReader(loaded, tok)
 
 
-def attention_map(resolved: ResolvedModel, text: str, *, layer: int = -1, head: int | str = "mean",
-                  device: str = "cpu") -> AttentionMap:
-    """One-shot helper: load the encoder and read one layer/head's attention over ``text``."""
-    return load_attention_reader(resolved, device=device).read(text, layer=layer, head=head)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # PNG
 

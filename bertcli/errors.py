@@ -11,7 +11,6 @@ class BertcliError(Exception):
     """Base class: a message for the user, an exit code, and an optional hint (what to try)."""
 
     exit_code = 1
-    label = "error"
 
     def __init__(self, message: str, *, hint: str | None = None):
         super().__init__(message)

@@ -187,9 +187,3 @@ def load_fill_masker(resolved: ResolvedModel, *, device: str = "cpu", batch_size
     tok = load_tokenizer(resolved)
     loaded = load_model(resolved, head="mlm", device=device, tokenizer=tok)
     return FillMasker(loaded, tok, batch_size=batch_size)
-
-
-def fill_mask(resolved: ResolvedModel, texts: Sequence[str], *, top_k: int = 5, device: str = "cpu") -> list[FillMaskResult]:
-    """One-shot helper: load the model and fill the masks of ``texts``."""
-    return load_fill_masker(resolved, device=device).fill(texts, top_k=top_k)
-

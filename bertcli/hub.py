@@ -47,9 +47,6 @@ RUN_FILES = (
     "1_Pooling/config.json",
 )
 
-#: Kept for callers of the first version: run files plus safetensors weights.
-DEFAULT_PATTERNS = [*RUN_FILES, "*.safetensors", "model.safetensors.index.json"]
-
 #: Weight formats that are Python pickles (loading one can execute code).
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 

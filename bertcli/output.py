@@ -8,9 +8,9 @@ The format is chosen once per run (`configure`), then every command hands plain 
 - ``tsv``    — a header line, then one tab-separated line per row;
 - extras a command declares itself (``ids`` for tokenize, ``npy`` for embed …).
 
-Files are written through `bertcli.files.atomic_write`: a regular file atomically (a temporary file in the
-target folder, then a rename, so an interrupted run never leaves a half file behind), a device, FIFO or
-``-`` straight (docs/contract.md).
+Commands write their ``-o`` files with `atomic_write` (`bertcli.files.atomic_write`, re-exported here): a
+regular file atomically (a temporary file in the target folder, then a rename, so an interrupted run never
+leaves a half file behind), a device, FIFO or ``-`` straight (docs/contract.md).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bertcli.errors import UsageError
-from bertcli.files import atomic_write  # noqa: F401 - the sink writes files through it
+from bertcli.files import atomic_write  # noqa: F401 - re-exported: commands write -o files with it
 
 BASE_FORMATS = ("auto", "table", "json", "jsonl", "tsv")
 
@@ -473,7 +473,3 @@ def emit_one(record: dict, *, table: Callable[[dict], Any] | None = None, fmt: s
     else:
         raise UsageError(f"--format {fmt} is not available for this command")
     sys.stdout.flush()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# files

@@ -53,7 +53,6 @@ ALIASES: dict[str, Alias] = {
 LEGACY_IDS: dict[str, str] = {legacy: a.repo_id for a in ALIASES.values() for legacy in a.legacy_ids}
 
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "sentencepiece.bpe.model", "vocab.txt", "vocab.json")
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 _REPO_ID_RE = re.compile(r"^(?:[A-Za-z0-9][\w.\-]*/)?[A-Za-z0-9][\w.\-]*$")
 

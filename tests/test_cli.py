@@ -100,3 +100,17 @@ def test_shell_completion_sees_every_command_and_its_options():
     assert complete("bertcli to", 1) == ["tokenize"]
     assert set(complete("bertcli tokenize --tr", 2)) == {"--truncation", "--truncate"}
     assert "--pooling" in complete("bertcli embed --po", 2)
+
+
+def test_readme_exit_codes_are_the_error_table():
+    """errors.EXIT_CODES is the one table: the README lists exactly its codes, and every error class's code is in it."""
+    import re
+
+    from bertcli import errors
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    listed = [int(m) for m in re.findall(r"^\| (\d+) \|", section, flags=re.M)]
+    assert listed == [code for code, _, _ in errors.EXIT_CODES]
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.BertcliError)]
+    assert len(classes) > 8 and {c.exit_code for c in classes} <= set(listed)
