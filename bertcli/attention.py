@@ -137,7 +137,7 @@ class AttentionReader:
     """A loaded encoder (eager attention) plus its tokenizer; `read` gives one layer/head's map for a text."""
 
     def __init__(self, loaded, tok):
-        from bertcli.config import token_limit
+        from bertcli.limits import token_limit
 
         self.loaded = loaded
         self.tok = tok

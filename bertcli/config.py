@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bertcli.limits import ROBERTA_TYPES
+
 # Config fields grouped for display; anything not listed lands in "other".
 FIELD_GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("architecture", ("model_type", "architectures", "hidden_act", "position_embedding_type",
@@ -40,36 +42,6 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
                     num_attention_heads=4, intermediate_size=1024, max_position_embeddings=512, type_vocab_size=2),
 }
 SUPPORTED_TYPES = tuple(_DEFAULTS)
-
-#: The RoBERTa-style model types: their position ids start after the padding index, so a table of 514
-#: positions takes 512 tokens (and their parameter arithmetic is RoBERTa's).
-ROBERTA_TYPES = ("roberta", "xlm-roberta", "camembert")
-
-
-def _field(config: Any, name: str) -> Any:
-    """A config field from a config.json dict or a transformers config object."""
-    return config.get(name) if isinstance(config, dict) else getattr(config, name, None)
-
-
-def position_limit(config: Any) -> int | None:
-    """The most tokens the position table holds: ``max_position_embeddings``, minus 2 for RoBERTa-style
-    models; None when the config does not say. ``config`` is a config.json dict or a transformers config."""
-    positions = _field(config, "max_position_embeddings")
-    if not isinstance(positions, int) or positions <= 0:
-        return None
-    if _field(config, "model_type") in ROBERTA_TYPES:
-        positions -= 2
-    return positions if positions > 0 else None
-
-
-def token_limit(config: Any, tokenizer_max: int | None) -> int | None:
-    """The most tokens the model takes: its position table (`position_limit`), capped by the tokenizer's
-    ``model_max_length`` (``tokenizer_max``; None or 0 when unknown); None when neither says."""
-    positions = position_limit(config)
-    if isinstance(tokenizer_max, int) and tokenizer_max > 0:
-        return min(positions, tokenizer_max) if positions else tokenizer_max
-    return positions
-
 
 def grouped_fields(config: dict[str, Any]) -> list[tuple[str, list[tuple[str, Any]]]]:
     """The config's fields in display groups (architecture, sizes, tokens, dropout, other), in a stable order."""

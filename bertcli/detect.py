@@ -154,7 +154,7 @@ class Detector:
     """A loaded ELECTRA discriminator plus its tokenizer; call `detect` on texts."""
 
     def __init__(self, loaded, tok):
-        from bertcli.config import token_limit
+        from bertcli.limits import token_limit
 
         self.loaded = loaded
         self.tok = tok

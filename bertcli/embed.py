@@ -496,7 +496,7 @@ def load_embedder(
     cores / ``workers``.
     """
     from bertcli.backends import check_backend
-    from bertcli.config import token_limit
+    from bertcli.limits import token_limit
     from bertcli.modelfiles import check_vocab_fits
     from bertcli.runner import load_model, set_threads
     from bertcli.tokenizer import load_tokenizer

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bertcli.config import token_limit
 from bertcli.errors import BadInputError, ModelFileError, UsageError
+from bertcli.limits import token_limit
 from bertcli.resolve import ResolvedModel
 from bertcli.runner import batch_inputs
 

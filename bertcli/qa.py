@@ -263,7 +263,7 @@ class QuestionAnswerer:
 def effective_max_length(tokenizer: Any, config: Any, requested: int | None) -> int:
     """The window length: `requested`, else min(model max, 384) like the pipeline; over the model's limit is a
     usage error (the model has no position embeddings beyond it). `config` is a config object or dict."""
-    from bertcli.config import token_limit
+    from bertcli.limits import token_limit
 
     limit = token_limit(config, tokenizer.model_max_length)
     if requested is None:

@@ -19,9 +19,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from bertcli.config import position_limit
 from bertcli.env import bertcli_cache_dir
 from bertcli.errors import MissingDependencyError, ModelFileError
+from bertcli.limits import position_limit
 from bertcli.resolve import LEGACY_KINDS, ResolvedModel, tokenizer_kind, tokenizer_source
 
 #: Legacy tokenizer file → the transformers class that reads it (used when a folder has no config to say).

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bertcli.compare import marker_for
-from bertcli.config import ROBERTA_TYPES
 from bertcli.errors import UsageError
+from bertcli.limits import ROBERTA_TYPES
 from bertcli.resolve import ALIASES, detect_family
 
 OBJECTIVES: dict[str, str] = {

@@ -101,7 +101,7 @@ def test_grouped_fields_order():
 def test_token_limit_one_rule_for_dicts_and_config_objects():
     from types import SimpleNamespace
 
-    from bertcli.config import ROBERTA_TYPES, position_limit, token_limit
+    from bertcli.limits import ROBERTA_TYPES, position_limit, token_limit
 
     for model_type in ROBERTA_TYPES:  # position ids start after the padding index: 514 positions, 512 tokens
         config = {"model_type": model_type, "max_position_embeddings": 514}
