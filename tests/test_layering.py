@@ -4,7 +4,9 @@
   `bertcli.cli` or `bertcli.output`; `output` imports neither `commands` nor `cli`;
 - no command imports another command or `cli` (the private helpers `commands/_*.py` are shared by all);
 - torch, transformers and onnxruntime are never imported at module level by a module that `--help`,
-  `config`, `tokenize` or `inspect` may load (following every bertcli import, inside functions too).
+  `config`, `tokenize` or `inspect` may load (following every bertcli import, inside functions too);
+- no two modules import each other, directly or round a longer cycle (lazy imports count: a cycle held
+  open by an import inside a function is still one).
 """
 
 from __future__ import annotations
@@ -151,3 +153,41 @@ def test_light_commands_load_no_heavy_module_at_import(entry):
     heavy = sorted(f"{i.module} line {i.line}: import {i.target}" for m in reachable for i in ALL[m]
                    if i.top_level and any(_within(i.target, h) for h in HEAVY))
     assert not heavy, f"{entry} may load: " + "; ".join(heavy)
+
+
+def _cycles() -> list[list[str]]:
+    """Groups of modules that import each other (strongly connected components of the import graph)."""
+    graph = {m: sorted({i.target for i in imps if i.target in ALL and i.target != m}) for m, imps in ALL.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return groups
+
+
+def test_no_import_cycles():
+    # the package __init__ files import nothing of their own, so a submodule importing its package is no cycle
+    assert not _cycles(), "modules that import each other: " + "; ".join(" <-> ".join(g) for g in _cycles())
