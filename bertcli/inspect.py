@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bertcli.errors import ModelFileError
+from bertcli.limits import ROBERTA_TYPES
 from bertcli.resolve import ResolvedModel
 from bertcli.weights import (
     ModuleGroup,
@@ -38,7 +39,7 @@ from bertcli.weights import (
 COMMANDS = ("tokenize", "embed", "fill-mask", "qa", "detect")
 
 #: model types bertcli's runner loads (count_parameters knows them too)
-RUNNABLE_TYPES = ("bert", "albert", "roberta", "electra", "xlm-roberta", "camembert")
+RUNNABLE_TYPES = ("bert", "albert", "electra", *ROBERTA_TYPES)
 
 TOKENIZER_FILE_NAMES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                         "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model")
@@ -59,8 +60,8 @@ INSTALL_SENTENCEPIECE = "pip install 'bertcli[sentencepiece]'"
 #: what each weight-derived head looks like in the tensor groups
 _HEAD_MODULES = {"mlm": "head: masked LM", "qa": "head: question answering", "rtd": "head: replaced token detection"}
 _HEAD_TENSOR_HINT = {"qa": "qa_outputs.*", "rtd": "discriminator_predictions.*"}
-_MLM_TENSORS = {"bert": "cls.predictions.*", "roberta": "lm_head.*", "xlm-roberta": "lm_head.*",
-                "camembert": "lm_head.*", "albert": "predictions.*", "electra": "generator_predictions.*"}
+_MLM_TENSORS = {"bert": "cls.predictions.*", **dict.fromkeys(ROBERTA_TYPES, "lm_head.*"), "albert": "predictions.*",
+                "electra": "generator_predictions.*"}
 
 
 @dataclass

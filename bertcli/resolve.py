@@ -25,6 +25,7 @@ from typing import Any
 
 from bertcli.env import hub_cache_dir, is_offline
 from bertcli.errors import ModelFileError, ModelNotFoundError, OfflineError, UsageError
+from bertcli.limits import ROBERTA_TYPES
 
 
 @dataclass(frozen=True)
@@ -237,8 +238,7 @@ def detect_family(config: dict[str, Any], *, name_hints: list[str] = (), tokeniz
     hints = " ".join(name_hints + [str(config.get("_name_or_path", ""))]).lower()
     if model_type == "bert" and "spanbert" in hints:
         return "SpanBERT"
-    mapping = {"bert": "BERT", "albert": "ALBERT", "roberta": "RoBERTa", "electra": "ELECTRA",
-               "xlm-roberta": "RoBERTa", "camembert": "RoBERTa"}
+    mapping = {"bert": "BERT", "albert": "ALBERT", "electra": "ELECTRA", **dict.fromkeys(ROBERTA_TYPES, "RoBERTa")}
     if model_type in mapping:
         return mapping[model_type]
     if not config and tokenizer_kind:
