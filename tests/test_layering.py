@@ -157,7 +157,10 @@ def test_light_commands_load_no_heavy_module_at_import(entry):
 
 def _cycles() -> list[list[str]]:
     """Groups of modules that import each other (strongly connected components of the import graph)."""
-    graph = {m: sorted({i.target for i in imps if i.target in ALL and i.target != m}) for m, imps in ALL.items()}
+    # a module importing its own package (``from bertcli.backends import …`` in bertcli/backends/onnx.py) is no
+    # cycle: the package is initialised before any of its modules runs
+    graph = {m: sorted({i.target for i in imps if i.target in ALL and not _within(m, i.target)})
+             for m, imps in ALL.items()}
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -189,5 +192,4 @@ def _cycles() -> list[list[str]]:
 
 
 def test_no_import_cycles():
-    # the package __init__ files import nothing of their own, so a submodule importing its package is no cycle
     assert not _cycles(), "modules that import each other: " + "; ".join(" <-> ".join(g) for g in _cycles())
