@@ -137,14 +137,14 @@ class AttentionReader:
     """A loaded encoder (eager attention) plus its tokenizer; `read` gives one layer/head's map for a text."""
 
     def __init__(self, loaded, tok):
-        from bertcli.runner import max_tokens
+        from bertcli.limits import token_limit
 
         self.loaded = loaded
         self.tok = tok
         config = loaded.config
         self.num_layers = int(config.num_hidden_layers)
         self.num_heads = int(config.num_attention_heads)
-        self.max_length = max_tokens(config, tok)
+        self.max_length = token_limit(config, tok.model_max_length)
 
     def check(self, layer: int, head: int | str) -> tuple[int, int | None]:
         """Validate layer/head against the model; returns 0-based indices (None = mean of heads)."""
@@ -179,12 +179,6 @@ def load_attention_reader(resolved: ResolvedModel, *, device: str = "cpu") -> At
     tok = load_tokenizer(resolved)
     loaded = load_model(resolved, head="base", device=device, attn_implementation="eager", tokenizer=tok)
     return AttentionReader(loaded, tok)
-
-
-def attention_map(resolved: ResolvedModel, text: str, *, layer: int = -1, head: int | str = "mean",
-                  device: str = "cpu") -> AttentionMap:
-    """One-shot helper: load the encoder and read one layer/head's attention over ``text``."""
-    return load_attention_reader(resolved, device=device).read(text, layer=layer, head=head)
 
 
 # ---------------------------------------------------------------------------------------------------------

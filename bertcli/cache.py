@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bertcli.env import hub_cache_dir
 from bertcli.errors import ModelNotFoundError, UsageError
-from bertcli.resolve import FAMILIES, canonical_repo_id, detect_family, hub_cache_dir, split_revision
+from bertcli.resolve import FAMILIES, canonical_repo_id, detect_family, split_revision
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")

@@ -1,7 +1,9 @@
 """The Typer app: global options, the command table, and the one place errors become messages and exit codes.
 
-Command modules are light (no torch/transformers at import), so registering them all keeps ``--help`` fast;
-each imports what it needs inside its function.
+Only the command being run is imported (`register_commands`); where the command list is shown (``--help``,
+no command, an unknown one) the others are placeholders whose one-line help is read from their source without
+importing them. Command modules stay light (no torch/transformers at import): each imports what it needs
+inside its function (tests/test_layering.py checks it).
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bertcli.limits import ROBERTA_TYPES
+
 # Config fields grouped for display; anything not listed lands in "other".
 FIELD_GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("architecture", ("model_type", "architectures", "hidden_act", "position_embedding_type",
@@ -40,7 +42,6 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
                     num_attention_heads=4, intermediate_size=1024, max_position_embeddings=512, type_vocab_size=2),
 }
 SUPPORTED_TYPES = tuple(_DEFAULTS)
-
 
 def grouped_fields(config: dict[str, Any]) -> list[tuple[str, list[tuple[str, Any]]]]:
     """The config's fields in display groups (architecture, sizes, tokens, dropout, other), in a stable order."""
@@ -115,7 +116,7 @@ def main_architecture(config: dict[str, Any]) -> str:
 def count_parameters(config: dict[str, Any], architecture: str | None = None) -> ParamCount:
     """Parameters of the model a config describes (``architecture`` defaults to its first ``architectures``)."""
     model_type = (config.get("model_type") or "").lower()
-    if model_type in ("xlm-roberta", "camembert"):
+    if model_type in ROBERTA_TYPES:
         model_type = "roberta"
     if model_type not in _DEFAULTS:
         raise ValueError(f"parameter counts are known for {', '.join(SUPPORTED_TYPES)}, not {model_type or 'a config without model_type'}")

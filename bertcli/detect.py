@@ -154,11 +154,11 @@ class Detector:
     """A loaded ELECTRA discriminator plus its tokenizer; call `detect` on texts."""
 
     def __init__(self, loaded, tok):
-        from bertcli.runner import max_tokens
+        from bertcli.limits import token_limit
 
         self.loaded = loaded
         self.tok = tok
-        self.max_length = max_tokens(loaded.config, tok)
+        self.max_length = token_limit(loaded.config, tok.model_max_length)
 
     def detect(self, text: str, replacements: Sequence[tuple[int | str, str]] = ()) -> DetectResult:
         """Swap the given words (if any), then score every token of the text."""
@@ -192,7 +192,8 @@ class Detector:
 
 def load_detector(resolved: ResolvedModel, *, device: str = "cpu") -> Detector:
     """The ELECTRA discriminator's head and tokenizer; any other model is refused, naming the command that fits."""
-    from bertcli.runner import architectures, load_model, missing_head_error
+    from bertcli.heads import architectures, missing_head_error
+    from bertcli.runner import load_model
     from bertcli.tokenizer import load_tokenizer
 
     if resolved.has_config and resolved.config.get("model_type") != "electra":

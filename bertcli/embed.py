@@ -28,6 +28,7 @@ import numpy as np
 
 from bertcli.batching import DEFAULT_WINDOW, TokenBudgetBatcher
 from bertcli.errors import BadInputError, ModelFileError, UsageError
+from bertcli.inputs import line_label
 
 POOLINGS = ("cls", "pooler", "mean", "max", "none")
 #: token budget per batch when none is given: small batches stay in CPU caches; accelerators want big ones
@@ -456,13 +457,9 @@ def _pooler_detail(model: Any) -> str:
 
 
 def _where(item: Any, ordinal: int) -> str:
+    """`bertcli.inputs.line_label` of an input line; "text N" (its ordinal) for a plain string."""
     number = getattr(item, "number", None)
-    source = getattr(item, "source", None)
-    if number is None:
-        return f"text {ordinal}"
-    if source in (None, "<arg>"):
-        return f"text {number}"
-    return f"{source}, line {number}"
+    return line_label(ordinal) if number is None else line_label(number, getattr(item, "source", None))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -499,6 +496,7 @@ def load_embedder(
     cores / ``workers``.
     """
     from bertcli.backends import check_backend
+    from bertcli.limits import token_limit
     from bertcli.modelfiles import check_vocab_fits
     from bertcli.runner import load_model, set_threads
     from bertcli.tokenizer import load_tokenizer
@@ -526,7 +524,7 @@ def load_embedder(
         normalize = bool(st and st.normalize and st.pooling is not None and pooling == st.pooling)
     tokenizer = load_tokenizer(resolved)
     check_vocab_fits(tokenizer, resolved)
-    limit = model_limit(resolved, tokenizer)
+    limit = token_limit(resolved.config, tokenizer.model_max_length)
     if max_length is not None:
         if max_length < 2:
             raise UsageError("--max-length must be at least 2 (room for the special tokens)")
@@ -566,19 +564,6 @@ def load_embedder(
         sentence_transformers=st,
         backend=backend,
     )
-
-
-def model_limit(resolved: Any, tokenizer: Any) -> int | None:
-    """The most tokens the model takes: the position table (RoBERTa's minus its 2 offset), capped by the tokenizer's."""
-    config = resolved.config
-    positions = config.get("max_position_embeddings")
-    limit = None
-    if isinstance(positions, int) and positions > 0:
-        limit = positions - 2 if config.get("model_type") in ("roberta", "xlm-roberta", "camembert") else positions
-    tok_max = tokenizer.model_max_length
-    if isinstance(tok_max, int) and tok_max > 0:
-        limit = min(limit, tok_max) if limit else tok_max
-    return limit
 
 
 def cosine_matrix(vectors: np.ndarray) -> np.ndarray:

@@ -11,7 +11,6 @@ class BertcliError(Exception):
     """Base class: a message for the user, an exit code, and an optional hint (what to try)."""
 
     exit_code = 1
-    label = "error"
 
     def __init__(self, message: str, *, hint: str | None = None):
         super().__init__(message)
@@ -74,6 +73,25 @@ class ReaderGoneError(BertcliError):
     """The reader of stdout (or of a FIFO given to -o) went away, as in `bertcli … | head`: exit quietly."""
 
     exit_code = 141
+
+
+def describe(exc: BaseException, *, with_file: bool = True) -> str:
+    """One line saying what went wrong, in plain words (permission problems say so, with the file)."""
+    filename = getattr(exc, "filename", None) if with_file else None
+    if isinstance(exc, PermissionError):
+        return f"permission denied{f' reading {filename}' if filename else ''}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {filename}" if filename else "")
+    text = str(exc).strip()
+    if "look at the above report" in text or "size mismatch" in text:
+        return "the weights' tensor shapes do not match the sizes config.json declares"
+    first = text.splitlines()[0].strip() if text else ""
+    if not first or first.endswith(":"):  # e.g. huggingface_hub's validation error puts the detail on line 2
+        rest = [line.strip() for line in text.splitlines()[1:] if line.strip()]
+        first = (first + " " + rest[0]).strip() if rest else first
+    if type(exc).__name__.endswith("ValidationError"):  # transformers' strict config classes: a config.json field
+        first = f"config.json: {first}"
+    return first or type(exc).__name__
 
 
 EXIT_CODES: list[tuple[int, str, str]] = [

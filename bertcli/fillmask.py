@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bertcli.errors import BadInputError, ModelFileError, UsageError
+from bertcli.limits import token_limit
 from bertcli.resolve import ResolvedModel
-from bertcli.runner import batch_inputs, max_tokens
+from bertcli.runner import batch_inputs
 
 #: What users may type for a mask, whatever the model's own mask token is.
 MASK_MARKERS = ("[MASK]", "<mask>")
@@ -105,7 +106,7 @@ class FillMasker:
         self.batch_size = batch_size
         self.mask_token = mask_token_of(tok)
         self.mask_id = tok.token_id(self.mask_token)
-        self.max_length = max_tokens(loaded.config, tok)
+        self.max_length = token_limit(loaded.config, tok.model_max_length)
 
     def fill(self, texts: Sequence[str], *, top_k: int = 5, where: Sequence[str] | None = None) -> list[FillMaskResult]:
         """Top-k fillers for each mask of each text. ``where`` names each text in errors (e.g. 'line 3')."""
@@ -177,7 +178,8 @@ def _splice(text: str, masks: list[MaskFill]) -> str:
 
 def load_fill_masker(resolved: ResolvedModel, *, device: str = "cpu", batch_size: int = DEFAULT_BATCH) -> FillMasker:
     """The model's masked-LM head and tokenizer (a model without one is refused, naming the command that fits)."""
-    from bertcli.runner import check_head, load_model
+    from bertcli.heads import check_head
+    from bertcli.runner import load_model
     from bertcli.tokenizer import load_tokenizer
 
     if resolved.has_config:
@@ -185,9 +187,3 @@ def load_fill_masker(resolved: ResolvedModel, *, device: str = "cpu", batch_size
     tok = load_tokenizer(resolved)
     loaded = load_model(resolved, head="mlm", device=device, tokenizer=tok)
     return FillMasker(loaded, tok, batch_size=batch_size)
-
-
-def fill_mask(resolved: ResolvedModel, texts: Sequence[str], *, top_k: int = 5, device: str = "cpu") -> list[FillMaskResult]:
-    """One-shot helper: load the model and fill the masks of ``texts``."""
-    return load_fill_masker(resolved, device=device).fill(texts, top_k=top_k)
-

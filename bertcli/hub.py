@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from bertcli.env import hub_cache_dir, is_offline
 from bertcli.errors import BertcliError, HubError, ModelNotFoundError, OfflineError, UsageError
-from bertcli.resolve import hub_cache_dir, hub_error, is_offline
+from bertcli.units import format_bytes
 
 #: Config and tokenizer files a run needs (whichever the repo has).
 RUN_FILES = (
@@ -45,9 +46,6 @@ RUN_FILES = (
     "config_sentence_transformers.json",
     "1_Pooling/config.json",
 )
-
-#: Kept for callers of the first version: run files plus safetensors weights.
-DEFAULT_PATTERNS = [*RUN_FILES, "*.safetensors", "model.safetensors.index.json"]
 
 #: Weight formats that are Python pickles (loading one can execute code).
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -102,18 +100,6 @@ class SilentProgress:
 
     def finish(self, *, ok: bool) -> None:
         pass
-
-
-def format_bytes(n: int | None) -> str:
-    """1536 → '1.5 KB' (powers of 1000, like the hub)."""
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(value) < 1000:
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
 
 
 class TextProgress(SilentProgress):
@@ -627,3 +613,62 @@ def download_for_run(repo_id: str, *, revision: str | None = None, cache_dir=Non
     """
     return download(repo_id, revision=revision, cache_dir=cache_dir, token=token, pickle_only="skip",
                     progress=progress or default_progress(notify), lock_timeout=lock_timeout).path
+
+
+def hub_hint(repo_id: str, revision: str | None) -> str:
+    rev = f" --revision {revision}" if revision else ""
+    return f"run `bertcli download {repo_id}{rev}` where the hub is reachable, or pass a local model folder"
+
+
+def hub_error(exc: BaseException, repo_id: str, revision: str | None = None) -> Exception:
+    """Map a huggingface_hub / network exception to a bertcli error with a hint (``exc`` itself if unknown).
+
+    huggingface_hub wraps the real cause of a failed file request in ``LocalEntryNotFoundError`` ("not in the
+    cache"); the cause chain is searched first so that 403, gated, or a dropped connection is named as such.
+    """
+    from huggingface_hub import errors as hf_errors
+
+    rev = f"@{revision}" if revision else ""
+    label = f"{repo_id}{rev}"
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in chain and len(chain) < 8:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    net_names = ("ConnectError", "ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException",
+                 "RemoteProtocolError", "ReadError", "WriteError", "NetworkError", "TransportError", "ProxyError")
+    for err in chain:
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        if isinstance(err, hf_errors.GatedRepoError):
+            why = "no token was sent (401)" if status == 401 else f"the token has no access ({status})"
+            return HubError(f"{repo_id} is gated and {why}: accept its terms on the hub page, then pass a token",
+                            hint="--token or HF_TOKEN")
+        if isinstance(err, hf_errors.RevisionNotFoundError):
+            return ModelNotFoundError(f"{repo_id} has no revision {revision!r}", hint="check the branch, tag or commit")
+        if isinstance(err, hf_errors.RepositoryNotFoundError):
+            if status in (401, 403):
+                return HubError(f"{repo_id}: no such model, or it is private and no valid token was sent ({status})",
+                                hint="check the id, or pass a token with --token or HF_TOKEN")
+            return ModelNotFoundError(f"no such model on the hub: {repo_id}", hint="check the id, or pass a token if private")
+        if isinstance(err, hf_errors.RemoteEntryNotFoundError):
+            url = str(getattr(getattr(err, "response", None), "url", "") or "")
+            name = url.split("/resolve/", 1)[-1].split("/", 1)[-1] if "/resolve/" in url else ""
+            return ModelNotFoundError(f"{label} has no file {name!r}" if name else f"{label}: file not found on the hub")
+        if isinstance(err, hf_errors.HfHubHTTPError) and status is not None:
+            if status in (401, 403):
+                return HubError(f"{label}: access denied ({status})", hint="pass a token with --token or HF_TOKEN")
+            return HubError(f"hub error for {label}: HTTP {status}",
+                            hint="the hub may be down; retry later, or use --offline if the model is cached")
+    for err in chain:
+        if isinstance(err, hf_errors.OfflineModeIsEnabled):
+            return OfflineError(f"{label} is not cached and offline mode is on", hint=hub_hint(repo_id, revision))
+        if type(err).__name__ in net_names or isinstance(err, (ConnectionError, TimeoutError)):
+            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+            return HubError(f"cannot reach the hub for {label}: {detail}",
+                            hint="check the network (and HF_ENDPOINT), or use --offline if the model is cached")
+    if isinstance(exc, (hf_errors.RevisionResolutionError, hf_errors.LocalEntryNotFoundError)):
+        return HubError(f"cannot reach the hub for {label}",
+                        hint="check the network (and HF_ENDPOINT), or use --offline if the model is cached")
+    if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
+        return HubError(f"download of {label} was cut short: {str(exc).splitlines()[0]}", hint="run it again")
+    return exc  # type: ignore[return-value]

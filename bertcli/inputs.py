@@ -1,7 +1,10 @@
 """Reading input texts: arguments, a file, or stdin — streamed line by line in bounded batches.
 
 Lines are read as bytes and decoded strictly, so a non-UTF-8 line is reported with its line number instead of
-being silently mangled. Nothing here holds more than one batch in memory.
+being silently mangled. Nothing here holds more than one batch in memory. This is the one reader of input
+bytes: `decode_line` (line end, strict UTF-8, the byte order mark) serves the text streams here, QA's JSON
+Lines records and the Ray engine's shards; `read_document` a whole input (a QA context); `line_label` names
+where a text came from ("text 2", "notes.txt, line 7") in every message.
 """
 
 from __future__ import annotations
@@ -26,18 +29,54 @@ class Line:
     text: str
     source: str = "<arg>"
 
+    @property
+    def label(self) -> str:
+        """Where the text came from, for messages: "text N" for an argument, "FILE, line N" for a line."""
+        return line_label(self.number, self.source)
 
-def _decode(raw: bytes, number: int, source: str) -> str:
+
+def line_label(number: int, source: str | None = "<arg>") -> str:
+    """"text N" for the N-th text argument (``source`` "<arg>" or None), "SOURCE, line N" for a line of input."""
+    return f"text {number}" if source in (None, "<arg>") else f"{source}, line {number}"
+
+
+def decode_line(raw: bytes, *, first: bool = False) -> str:
+    """One line's bytes as text: its line end (``\\n``, ``\\r\\n``) dropped, decoded as strict UTF-8 (a
+    `UnicodeDecodeError` when it is not; `utf8_problem` describes it), and, on the first line of an input
+    (``first``), a UTF-8 byte order mark dropped: it is not part of the text."""
     if raw.endswith(b"\n"):
         raw = raw[:-1]
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    text = raw.decode("utf-8")
+    return text[1:] if first and text.startswith("\ufeff") else text
+
+
+def utf8_problem(exc: UnicodeDecodeError) -> str:
+    """"byte 0xNN at column C": where a line failed `decode_line`."""
+    return f"byte 0x{exc.object[exc.start]:02x} at column {exc.start + 1}"
+
+
+def read_document(file: str | Path | None, *, what: str, no_input: str) -> str:
+    """A whole input read at once (``file``, ``-`` = stdin, None = stdin unless it is a terminal): strict UTF-8
+    with the line of a bad byte in the message, a byte order mark dropped. ``what`` names the file in messages
+    ("context file"), ``no_input`` is the usage error for a terminal on stdin."""
+    if file is not None and str(file) != "-":
+        path = Path(file).expanduser()
+        with open_input(path, what=what, missing=what) as handle:
+            raw = handle.read()
+        source = str(path)
+    else:
+        if file is None and sys.stdin.isatty():
+            raise UsageError(no_input)
+        raw = sys.stdin.buffer.read()
+        source = "<stdin>"
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise BadInputError(
-            f"{source}, line {number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
-        ) from exc
+        line = raw[: exc.start].count(b"\n") + 1
+        raise BadInputError(f"{source}, line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x})") from exc
+    return text.removeprefix("\ufeff")
 
 
 def check_utf8(text: str, label: str) -> str:
@@ -57,9 +96,10 @@ def check_utf8(text: str, label: str) -> str:
 
 def _iter_stream(stream: BinaryIO, source: str) -> Iterator[Line]:
     for number, raw in enumerate(stream, start=1):
-        text = _decode(raw, number, source)
-        if number == 1 and text.startswith("\ufeff"):
-            text = text[1:]  # a UTF-8 byte order mark is not part of the text
+        try:
+            text = decode_line(raw, first=number == 1)
+        except UnicodeDecodeError as exc:
+            raise BadInputError(f"{source}, line {number}: not UTF-8 text ({utf8_problem(exc)})") from exc
         yield Line(number, text, source)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bertcli.errors import ModelFileError
+from bertcli.limits import ROBERTA_TYPES
 from bertcli.resolve import ResolvedModel
 from bertcli.weights import (
     ModuleGroup,
@@ -38,7 +39,7 @@ from bertcli.weights import (
 COMMANDS = ("tokenize", "embed", "fill-mask", "qa", "detect")
 
 #: model types bertcli's runner loads (count_parameters knows them too)
-RUNNABLE_TYPES = ("bert", "albert", "roberta", "electra", "xlm-roberta", "camembert")
+RUNNABLE_TYPES = ("bert", "albert", "electra", *ROBERTA_TYPES)
 
 TOKENIZER_FILE_NAMES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                         "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model")
@@ -59,8 +60,8 @@ INSTALL_SENTENCEPIECE = "pip install sentencepiece protobuf"  # core dependencie
 #: what each weight-derived head looks like in the tensor groups
 _HEAD_MODULES = {"mlm": "head: masked LM", "qa": "head: question answering", "rtd": "head: replaced token detection"}
 _HEAD_TENSOR_HINT = {"qa": "qa_outputs.*", "rtd": "discriminator_predictions.*"}
-_MLM_TENSORS = {"bert": "cls.predictions.*", "roberta": "lm_head.*", "xlm-roberta": "lm_head.*",
-                "camembert": "lm_head.*", "albert": "predictions.*", "electra": "generator_predictions.*"}
+_MLM_TENSORS = {"bert": "cls.predictions.*", **dict.fromkeys(ROBERTA_TYPES, "lm_head.*"), "albert": "predictions.*",
+                "electra": "generator_predictions.*"}
 
 
 @dataclass
@@ -253,7 +254,8 @@ def _guess_model_type(resolved: ResolvedModel) -> str | None:
 
 
 def _tokenizer_info(resolved: ResolvedModel, ins: Inspection) -> dict[str, Any]:
-    from bertcli.tokenizer import _model_max_length, _read_json, _specials_from_files, tokenizer_source
+    from bertcli.resolve import tokenizer_source
+    from bertcli.tokenizer import _model_max_length, _read_json, _specials_from_files
 
     try:
         source, path = tokenizer_source(resolved)
@@ -425,7 +427,7 @@ def _config_arithmetic(ins: Inspection) -> None:
 
 
 def _capabilities(ins: Inspection) -> list[Capability]:
-    from bertcli.runner import HEADS, check_head
+    from bertcli.heads import HEADS, check_head
 
     r = ins.resolved
     caps = [_tokenize_capability(ins)]

@@ -31,9 +31,6 @@ from bertcli.errors import UsageError
 STRATEGIES: tuple[str, ...] = ("static", "dynamic", "whole-word", "span")
 """The strategy names accepted by `mask` and `mask_epochs` (and by ``bertcli mask --strategy``)."""
 
-ACTIONS: tuple[str, ...] = ("keep", "mask", "random", "same")
-"""Per-token actions: not selected, replaced by the mask token, by a random token, selected but unchanged."""
-
 REPLACE_PROBS: tuple[float, float, float] = (0.8, 0.1, 0.1)
 """BERT's split of the selected tokens: [MASK], random token, unchanged."""
 

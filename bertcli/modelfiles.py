@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bertcli.errors import BertcliError, MissingDependencyError, ModelFileError
+from bertcli.errors import BertcliError, MissingDependencyError, ModelFileError, describe
 
 #: size fields of a config → (smallest, largest) value accepted. The upper bounds are far above any
 #: BERT-family checkpoint and stop an absurd config before it allocates (or loops over) gigabytes.
@@ -42,25 +42,6 @@ SIZE_FIELDS: dict[str, tuple[int, int]] = {
 
 #: float fields a model computes with: must be finite numbers
 FLOAT_FIELDS = ("layer_norm_eps", "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range")
-
-
-def describe(exc: BaseException, *, with_file: bool = True) -> str:
-    """One line saying what went wrong, in plain words (permission problems say so, with the file)."""
-    filename = getattr(exc, "filename", None) if with_file else None
-    if isinstance(exc, PermissionError):
-        return f"permission denied{f' reading {filename}' if filename else ''}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror + (f": {filename}" if filename else "")
-    text = str(exc).strip()
-    if "look at the above report" in text or "size mismatch" in text:
-        return "the weights' tensor shapes do not match the sizes config.json declares"
-    first = text.splitlines()[0].strip() if text else ""
-    if not first or first.endswith(":"):  # e.g. huggingface_hub's validation error puts the detail on line 2
-        rest = [line.strip() for line in text.splitlines()[1:] if line.strip()]
-        first = (first + " " + rest[0]).strip() if rest else first
-    if type(exc).__name__.endswith("ValidationError"):  # transformers' strict config classes: a config.json field
-        first = f"config.json: {first}"
-    return first or type(exc).__name__
 
 
 @contextmanager

@@ -8,9 +8,9 @@ The format is chosen once per run (`configure`), then every command hands plain 
 - ``tsv``    — a header line, then one tab-separated line per row;
 - extras a command declares itself (``ids`` for tokenize, ``npy`` for embed …).
 
-Files are written through `bertcli.files.atomic_write`: a regular file atomically (a temporary file in the
-target folder, then a rename, so an interrupted run never leaves a half file behind), a device, FIFO or
-``-`` straight (docs/contract.md).
+Commands write their ``-o`` files with `atomic_write` (`bertcli.files.atomic_write`, re-exported here): a
+regular file atomically (a temporary file in the target folder, then a rename, so an interrupted run never
+leaves a half file behind), a device, FIFO or ``-`` straight (docs/contract.md).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bertcli.errors import UsageError
-from bertcli.files import atomic_write  # noqa: F401 - the sink writes files through it
+from bertcli.files import atomic_write  # noqa: F401 - re-exported: commands write -o files with it
 
 BASE_FORMATS = ("auto", "table", "json", "jsonl", "tsv")
 
@@ -121,6 +121,12 @@ def shows_colour(con=None) -> bool:
 def shade_char(level: float) -> str:
     """The `SHADES` character for ``level`` in [0, 1] (0 → blank, 1 → █)."""
     return SHADES[max(0, min(len(SHADES) - 1, int(level * len(SHADES))))]
+
+
+def score_bar(score: float, width: int = 20) -> str:
+    """A probability as a bar of ``width`` cells: █ for the part it fills, · for the rest (fill-mask, detect)."""
+    full = round(score * width)
+    return "█" * full + "·" * (width - full)
 
 
 def info(message: str) -> None:
@@ -302,7 +308,7 @@ class DownloadProgressBar:
             self._task = self._progress.add_task(description, total=total_bytes, files=f"0/{total_files} files")
             self._progress.start()
         else:
-            from bertcli.hub import format_bytes
+            from bertcli.units import format_bytes
 
             info(f"downloading {description}: {total_files} files, {format_bytes(total_bytes)}")
 
@@ -330,7 +336,7 @@ class DownloadProgressBar:
             self._progress.stop()
             self._progress = None
         if ok and self._bytes:
-            from bertcli.hub import format_bytes
+            from bertcli.units import format_bytes
 
             seconds = max(time.perf_counter() - self._started, 1e-6)
             info(f"fetched {format_bytes(self._bytes)} in {seconds:.1f}s "
@@ -467,7 +473,3 @@ def emit_one(record: dict, *, table: Callable[[dict], Any] | None = None, fmt: s
     else:
         raise UsageError(f"--format {fmt} is not available for this command")
     sys.stdout.flush()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# files

@@ -260,19 +260,12 @@ class QuestionAnswerer:
         yield from ready()
 
 
-def _config_value(config: Any, name: str) -> Any:
-    return config.get(name) if isinstance(config, dict) else getattr(config, name, None)
-
-
 def effective_max_length(tokenizer: Any, config: Any, requested: int | None) -> int:
     """The window length: `requested`, else min(model max, 384) like the pipeline; over the model's limit is a
     usage error (the model has no position embeddings beyond it). `config` is a config object or dict."""
-    limit = tokenizer.model_max_length
-    positions = _config_value(config, "max_position_embeddings")
-    if isinstance(positions, int) and positions > 0:
-        if _config_value(config, "model_type") in ("roberta", "xlm-roberta", "camembert"):
-            positions -= 2  # position ids start after the padding index
-        limit = min(limit, positions) if limit else positions
+    from bertcli.limits import token_limit
+
+    limit = token_limit(config, tokenizer.model_max_length)
     if requested is None:
         return min(limit, DEFAULT_MAX_LENGTH) if limit else DEFAULT_MAX_LENGTH
     if requested < 8:
@@ -315,7 +308,8 @@ def load_answerer(resolved: Any, *, device: str = "auto", options: QAOptions | N
 
     The head and the options are checked from config.json and the tokenizer first, before torch is loaded.
     """
-    from bertcli.runner import check_head, load_model
+    from bertcli.heads import check_head
+    from bertcli.runner import load_model
     from bertcli.tokenizer import load_tokenizer
 
     options = options or QAOptions()

@@ -34,8 +34,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bertcli.files import atomic_write
 from bertcli.errors import BadInputError, BertcliError, MissingDependencyError, OutputError, UsageError
+from bertcli.files import atomic_write
+from bertcli.inputs import decode_line, utf8_problem
 
 INSTALL_HINT = "pip install 'bertcli[ray]'"
 DEFAULT_SHARD_ROWS = 10_000
@@ -47,14 +48,6 @@ READ_CHUNK = 1 << 22  # bytes read at a time when counting lines
 TEXT_SUFFIXES = (".txt", ".text", ".tsv", ".csv", ".md")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 PARQUET_SUFFIXES = (".parquet", ".pq")
-#: tests only: the driver stops (raises `InjectedFault`) once this many shards have been written
-FAULT_ENV = "BERTCLI_RAY_FAULT_AFTER_SHARDS"
-#: tests only: "SHARD:MARKER" makes the worker process die (os._exit) the first time it starts SHARD
-CRASH_ENV = "BERTCLI_RAY_CRASH_ONCE"
-
-
-class InjectedFault(RuntimeError):
-    """Raised by the driver when the test hook FAULT_ENV asks it to stop part-way (see `_held_back`)."""
 
 
 class RayEngineError(BertcliError):
@@ -280,15 +273,11 @@ def read_shard_rows(file: InputFile, shard: Shard, *, text_column: str = "text",
     out = []
     for offset, raw in enumerate(lines):
         row_id = shard.first_id + offset
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
         try:
-            text = raw.decode("utf-8")
+            text = decode_line(raw, first=shard.start + offset == 0)
         except UnicodeDecodeError as exc:
-            out.append((row_id, None, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"))
+            out.append((row_id, None, f"not UTF-8 ({utf8_problem(exc)})"))
             continue
-        if shard.start + offset == 0 and text.startswith("\ufeff"):
-            text = text[1:]
         if file.kind == "jsonl":
             out.append(_json_row(row_id, text, text_column, id_column))
         else:
@@ -478,9 +467,9 @@ class ShardWorker:
     def embed_shard(self, shard: Shard) -> dict:
         import numpy as np
 
-        _maybe_crash(shard, self.job.get("crash_once"))
-        if _held_back(shard, self.job.get("fault_after"), self.folder):
-            return {"fault": shard.index}
+        hook = self.job.get("shard_hook")
+        if hook is not None and hook(shard) is False:
+            return {"skipped": shard.index}
         started = time.perf_counter()
         s = self.settings
         rows = read_shard_rows(self.files[shard.file], shard, text_column=s.text_column, id_column=s.id_column)
@@ -520,31 +509,6 @@ def _node_ip() -> str | None:
 
 def _sort_key(rid: Any):
     return (0, rid, "") if isinstance(rid, int) else (1, 0, str(rid))
-
-
-def _maybe_crash(shard: Shard, spec: str | None) -> None:
-    """Test hook (CRASH_ENV="SHARD:MARKER", read on the driver): the first worker to start SHARD dies."""
-    if not spec:
-        return
-    index, _, marker = spec.partition(":")
-    if int(index) == shard.index and marker and not os.path.exists(marker):
-        Path(marker).write_text(str(os.getpid()))
-        os._exit(1)
-
-
-def _held_back(shard: Shard, fault_after: int | None, folder: Path) -> bool:
-    """Test hook (FAULT_ENV=K): shards from K on are not written, so a run stops with exactly K shards done.
-
-    The worker holding such a shard first waits (a bounded time) until shards 0…K-1 are on disk, so the
-    outcome does not depend on how far Ray's streaming executor ran ahead of the driver.
-    """
-    if not fault_after or shard.index < fault_after:
-        return False
-    deadline = time.monotonic() + 60
-    wanted = [folder / SHARD_PATTERN.format(i) for i in range(fault_after)]
-    while time.monotonic() < deadline and not all(p.exists() for p in wanted):
-        time.sleep(0.05)
-    return True
 
 
 def _embedder_kwargs(s: RaySettings, effective: dict, threads: int) -> dict:
@@ -705,8 +669,14 @@ def run(
     workers: int = 2,
     threads: int | None = None,
     on_progress: Callable[[dict], None] | None = None,
+    shard_hook: Callable[[Shard], bool] | None = None,
 ) -> RayRun:
-    """Embed ``source`` into ``output_dir`` with ``workers`` Ray actors; resumes a previous run of the same job."""
+    """Embed ``source`` into ``output_dir`` with ``workers`` Ray actors; resumes a previous run of the same job.
+
+    ``shard_hook(shard)`` runs in the worker before each shard (it travels there pickled): returning False leaves
+    the shard unwritten, so the run ends with "rerun the same command to resume". Tests inject faults this way
+    (a worker that dies, a run that stops part-way); the command never passes one.
+    """
     if workers < 1:
         raise UsageError("--workers must be at least 1")
     if settings.on_long not in ("truncate", "error"):
@@ -751,7 +721,6 @@ def run(
     todo = [s for s in shards if s.index not in done]
     done_before = len(done)
     rows_done = sum(info["input_rows"] for info in done.values())
-    fault_after = int(os.environ.get(FAULT_ENV, "0") or 0)
     written = 0
     if todo:
         started_ray = start_ray(address, cpus=workers * threads)
@@ -759,10 +728,10 @@ def run(
             pool_args = (resolved, files, todo, out, settings, effective, run_fp, workers, threads, total_rows,
                          rows_done, started)
             if _through_ray_client():
-                written = _run_pool_on_cluster(pool_args, on_progress, fault_after)
+                written = _run_pool_on_cluster(pool_args, on_progress, shard_hook)
             else:
                 _quiet_ray_data()
-                written = _run_pool(*pool_args, on_progress, fault_after)
+                written = _run_pool(*pool_args, on_progress, shard_hook)
         finally:
             if started_ray:
                 import ray
@@ -861,7 +830,8 @@ def _through_ray_client() -> bool:
         return False
 
 
-def _run_pool_on_cluster(pool_args: tuple, on_progress: Callable[[dict], None] | None, fault_after: int) -> int:
+def _run_pool_on_cluster(pool_args: tuple, on_progress: Callable[[dict], None] | None,
+                         shard_hook: Callable[[Shard], bool] | None) -> int:
     """`_run_pool` for Ray Client: Ray Data cannot execute through Ray Client (its streaming executor needs a
     cluster-side driver; see ray-project/ray#42739), so the pool's driver runs as a task on the cluster
     (num_cpus=0) and its progress comes back through a Ray queue. Inputs and the output folder must be at the
@@ -874,7 +844,7 @@ def _run_pool_on_cluster(pool_args: tuple, on_progress: Callable[[dict], None] |
     @ray.remote(num_cpus=0, max_retries=0)
     def drive(args: tuple) -> int:
         _quiet_ray_data()
-        return _run_pool(*args, queue.put if queue is not None else None, fault_after)
+        return _run_pool(*args, queue.put if queue is not None else None, shard_hook)
 
     ref = drive.remote(pool_args)
 
@@ -892,7 +862,7 @@ def _run_pool_on_cluster(pool_args: tuple, on_progress: Callable[[dict], None] |
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
         cause = getattr(exc, "cause", None)
-        if isinstance(cause, (BertcliError, InjectedFault)):
+        if isinstance(cause, BertcliError):
             raise cause from exc
         raise RayEngineError(f"the Ray job on the cluster failed: {_worker_error_line(exc)}") from exc
     finally:
@@ -901,13 +871,13 @@ def _run_pool_on_cluster(pool_args: tuple, on_progress: Callable[[dict], None] |
 
 
 def _run_pool(resolved, files, todo, out, settings, effective, run_fp, workers, threads, total_rows, rows_done,
-              started, on_progress, fault_after) -> int:
+              started, on_progress, shard_hook) -> int:
     import ray
     import ray.data
 
     job = {"resolved": resolved, "files": [asdict(f) for f in files], "output": str(out),
            "settings": asdict(settings), "effective": effective, "threads": threads, "fingerprint": run_fp,
-           "crash_once": os.environ.get(CRASH_ENV), "fault_after": fault_after}
+           "shard_hook": shard_hook}
 
     class _Worker(ShardWorker):  # the job travels inside the class: no constructor args in the object store
         def __init__(self):
@@ -929,8 +899,8 @@ def _run_pool(resolved, files, todo, out, settings, effective, run_fp, workers, 
             summary = json.loads(row["summary"])
             if "error" in summary:
                 raise _rebuild_error(summary["error"])
-            if "fault" in summary:
-                raise InjectedFault(f"test fault: shard {summary['fault']} held back after {written} shard(s)")
+            if "skipped" in summary:  # left unwritten by the shard hook: the check after the run reports it
+                continue
             written += 1
             rows_now += summary["input_rows"]
             if on_progress is not None:
@@ -939,10 +909,6 @@ def _run_pool(resolved, files, todo, out, settings, effective, run_fp, workers, 
                 on_progress({**summary, "rows_done": rows_now, "rows_total": total_rows, "rate": rate,
                              "eta": (total_rows - rows_now) / rate if rate > 0 else None,
                              "shards_written": written, "shards_todo": len(todo)})
-            if fault_after and written >= fault_after:
-                raise InjectedFault(f"test fault after {written} shard(s)")
-    except InjectedFault:
-        raise
     except Exception as exc:  # noqa: BLE001 - Ray wraps worker errors; surface the first clear line
         inner = _find_bertcli_error(exc)
         if inner is not None:

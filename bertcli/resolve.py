@@ -23,7 +23,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from bertcli.errors import HubError, ModelFileError, ModelNotFoundError, OfflineError, UsageError
+from bertcli.env import hub_cache_dir, is_offline
+from bertcli.errors import ModelFileError, ModelNotFoundError, OfflineError, UsageError
+from bertcli.limits import ROBERTA_TYPES
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,6 @@ ALIASES: dict[str, Alias] = {
 LEGACY_IDS: dict[str, str] = {legacy: a.repo_id for a in ALIASES.values() for legacy in a.legacy_ids}
 
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "sentencepiece.bpe.model", "vocab.txt", "vocab.json")
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 _REPO_ID_RE = re.compile(r"^(?:[A-Za-z0-9][\w.\-]*/)?[A-Za-z0-9][\w.\-]*$")
 
@@ -123,12 +124,70 @@ class ResolvedModel:
 
     @cached_property
     def tokenizer_kind(self) -> str | None:
-        from bertcli.tokenizer import tokenizer_kind
-
         return tokenizer_kind(self)
 
     def weight_files(self) -> list[str]:
         return sorted(f for f in self.files if f.endswith((".safetensors", ".bin")) and "/" not in f)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# which tokenizer file a model has, and its kind (from the files alone: no tokenizers library)
+
+#: Legacy tokenizer file → the kind of tokenizer it defines.
+LEGACY_KINDS = {
+    "spiece.model": "SentencePiece",
+    "sentencepiece.bpe.model": "SentencePiece",
+    "vocab.txt": "WordPiece",
+    "vocab.json": "byte-level BPE",
+}
+
+
+def tokenizer_source(model: ResolvedModel) -> tuple[str, Path]:
+    """(kind of source, file) — ``tokenizer.json`` preferred, else the legacy file that defines the vocab."""
+    if model.tokenizer_file is not None:
+        name = model.tokenizer_file.name
+        if name == "tokenizer.json":
+            return "tokenizer.json", model.tokenizer_file
+        return ("spiece.model" if name.endswith(".model") and name != "sentencepiece.bpe.model" else name), model.tokenizer_file
+    if model.has("tokenizer.json"):
+        return "tokenizer.json", model.file("tokenizer.json")
+    for name in ("spiece.model", "sentencepiece.bpe.model", "vocab.txt", "vocab.json"):
+        if model.has(name):
+            if name == "vocab.json" and not model.has("merges.txt"):
+                continue
+            return name, model.file(name)
+    raise ModelFileError(
+        f"{model.display_name} has no tokenizer files",
+        hint="expected tokenizer.json, spiece.model, vocab.txt or vocab.json + merges.txt",
+    )
+
+
+def tokenizer_kind(model: ResolvedModel) -> str | None:
+    """WordPiece / SentencePiece / byte-level BPE / BPE, from the files (None when there is no tokenizer)."""
+    try:
+        source, path = tokenizer_source(model)
+    except ModelFileError:
+        return None
+    if source != "tokenizer.json":
+        return LEGACY_KINDS.get(source)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return kind_from_tokenizer_json(data) if isinstance(data, dict) else None
+
+
+def kind_from_tokenizer_json(data: dict) -> str:
+    model = data.get("model")
+    model_type = model.get("type") if isinstance(model, dict) else None
+    if model_type == "WordPiece":
+        return "WordPiece"
+    if model_type == "Unigram":
+        return "SentencePiece"
+    if model_type == "BPE":
+        blob = json.dumps(data.get("pre_tokenizer")) + json.dumps(data.get("decoder"))
+        return "byte-level BPE" if "ByteLevel" in blob else "BPE"
+    return model_type or "unknown"
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -179,8 +238,7 @@ def detect_family(config: dict[str, Any], *, name_hints: list[str] = (), tokeniz
     hints = " ".join(name_hints + [str(config.get("_name_or_path", ""))]).lower()
     if model_type == "bert" and "spanbert" in hints:
         return "SpanBERT"
-    mapping = {"bert": "BERT", "albert": "ALBERT", "roberta": "RoBERTa", "electra": "ELECTRA",
-               "xlm-roberta": "RoBERTa", "camembert": "RoBERTa"}
+    mapping = {"bert": "BERT", "albert": "ALBERT", "electra": "ELECTRA", **dict.fromkeys(ROBERTA_TYPES, "RoBERTa")}
     if model_type in mapping:
         return mapping[model_type]
     if not config and tokenizer_kind:
@@ -190,33 +248,6 @@ def detect_family(config: dict[str, Any], *, name_hints: list[str] = (), tokeniz
 
 # ---------------------------------------------------------------------------------------------------------
 # cache locations
-
-
-def hub_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The Hugging Face hub cache in force: --cache-dir, else HF_HUB_CACHE, else HF_HOME/hub."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    hf_home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"
-    )
-    return Path(hf_home).expanduser() / "hub"
-
-
-def bertcli_cache_dir() -> Path:
-    """bertcli's own cache (converted tokenizers, ONNX exports): BERTCLI_CACHE, else XDG_CACHE_HOME/bertcli."""
-    if os.environ.get("BERTCLI_CACHE"):
-        return Path(os.environ["BERTCLI_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "bertcli"
-
-
-def is_offline(offline: bool | None = None) -> bool:
-    if offline is not None:
-        return offline
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or os.environ.get(
-        "TRANSFORMERS_OFFLINE", ""
-    ).lower() in ("1", "true", "yes", "on")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -349,11 +380,6 @@ def _resolve_local(ref: str, path: Path) -> ResolvedModel:
     return ResolvedModel(ref=ref, source="folder", path=path, files=files)
 
 
-def _hub_hint(repo_id: str, revision: str | None) -> str:
-    rev = f" --revision {revision}" if revision else ""
-    return f"run `bertcli download {repo_id}{rev}` where the hub is reachable, or pass a local model folder"
-
-
 def lookup_cached_snapshot(repo_id: str, *, revision: str | None = None, cache_dir=None) -> Path | None:
     """The snapshot folder of a cached repo revision holding what a run needs, or None. Never touches the network."""
     from bertcli import hub
@@ -363,10 +389,10 @@ def lookup_cached_snapshot(repo_id: str, *, revision: str | None = None, cache_d
 
 def _resolve_hub(ref, repo_id, alias, *, revision, cache_dir, offline, token, download, on_download,
                  progress=None) -> ResolvedModel:
+    from bertcli import hub
+
     folder = lookup_cached_snapshot(repo_id, revision=revision, cache_dir=cache_dir)
     if folder is None and (is_offline(offline) or not download):
-        from bertcli import hub
-
         folder = hub.cached_snapshot(repo_id, revision=revision, cache_dir=cache_dir, allow_partial=True)
     if folder is None:
         if is_offline(offline) or not download:
@@ -378,10 +404,8 @@ def _resolve_hub(ref, repo_id, alias, *, revision, cache_dir, offline, token, do
             raise OfflineError(
                 f"{repo_id}{'@' + revision if revision else ''} is not in the cache ({hub_cache_dir(cache_dir)}) "
                 "and offline mode is on",
-                hint=_hub_hint(repo_id, revision),
+                hint=hub.hub_hint(repo_id, revision),
             )
-        from bertcli import hub
-
         if on_download:
             on_download(f"{repo_id} is not cached: downloading it into {hub_cache_dir(cache_dir)}")
         folder = hub.download_for_run(repo_id, revision=revision, cache_dir=cache_dir, token=token,
@@ -389,60 +413,6 @@ def _resolve_hub(ref, repo_id, alias, *, revision, cache_dir, offline, token, do
     commit = folder.name if len(folder.name) == 40 else None
     files = _list_files(folder)
     if not files:
-        raise ModelFileError(f"the cached snapshot of {repo_id} is empty ({folder})", hint=_hub_hint(repo_id, revision))
+        raise ModelFileError(f"the cached snapshot of {repo_id} is empty ({folder})", hint=hub.hub_hint(repo_id, revision))
     return ResolvedModel(ref=ref, source="hub", path=folder, repo_id=repo_id, revision=revision or "main",
                          commit=commit, alias=alias, files=files)
-
-
-def hub_error(exc: BaseException, repo_id: str, revision: str | None = None) -> Exception:
-    """Map a huggingface_hub / network exception to a bertcli error with a hint (``exc`` itself if unknown).
-
-    huggingface_hub wraps the real cause of a failed file request in ``LocalEntryNotFoundError`` ("not in the
-    cache"); the cause chain is searched first so that 403, gated, or a dropped connection is named as such.
-    """
-    from huggingface_hub import errors as hf_errors
-
-    rev = f"@{revision}" if revision else ""
-    label = f"{repo_id}{rev}"
-    chain: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and cur not in chain and len(chain) < 8:
-        chain.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    net_names = ("ConnectError", "ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException",
-                 "RemoteProtocolError", "ReadError", "WriteError", "NetworkError", "TransportError", "ProxyError")
-    for err in chain:
-        status = getattr(getattr(err, "response", None), "status_code", None)
-        if isinstance(err, hf_errors.GatedRepoError):
-            why = "no token was sent (401)" if status == 401 else f"the token has no access ({status})"
-            return HubError(f"{repo_id} is gated and {why}: accept its terms on the hub page, then pass a token",
-                            hint="--token or HF_TOKEN")
-        if isinstance(err, hf_errors.RevisionNotFoundError):
-            return ModelNotFoundError(f"{repo_id} has no revision {revision!r}", hint="check the branch, tag or commit")
-        if isinstance(err, hf_errors.RepositoryNotFoundError):
-            if status in (401, 403):
-                return HubError(f"{repo_id}: no such model, or it is private and no valid token was sent ({status})",
-                                hint="check the id, or pass a token with --token or HF_TOKEN")
-            return ModelNotFoundError(f"no such model on the hub: {repo_id}", hint="check the id, or pass a token if private")
-        if isinstance(err, hf_errors.RemoteEntryNotFoundError):
-            url = str(getattr(getattr(err, "response", None), "url", "") or "")
-            name = url.split("/resolve/", 1)[-1].split("/", 1)[-1] if "/resolve/" in url else ""
-            return ModelNotFoundError(f"{label} has no file {name!r}" if name else f"{label}: file not found on the hub")
-        if isinstance(err, hf_errors.HfHubHTTPError) and status is not None:
-            if status in (401, 403):
-                return HubError(f"{label}: access denied ({status})", hint="pass a token with --token or HF_TOKEN")
-            return HubError(f"hub error for {label}: HTTP {status}",
-                            hint="the hub may be down; retry later, or use --offline if the model is cached")
-    for err in chain:
-        if isinstance(err, hf_errors.OfflineModeIsEnabled):
-            return OfflineError(f"{label} is not cached and offline mode is on", hint=_hub_hint(repo_id, revision))
-        if type(err).__name__ in net_names or isinstance(err, (ConnectionError, TimeoutError)):
-            detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-            return HubError(f"cannot reach the hub for {label}: {detail}",
-                            hint="check the network (and HF_ENDPOINT), or use --offline if the model is cached")
-    if isinstance(exc, (hf_errors.RevisionResolutionError, hf_errors.LocalEntryNotFoundError)):
-        return HubError(f"cannot reach the hub for {label}",
-                        hint="check the network (and HF_ENDPOINT), or use --offline if the model is cached")
-    if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
-        return HubError(f"download of {label} was cut short: {str(exc).splitlines()[0]}", hint="run it again")
-    return exc  # type: ignore[return-value]

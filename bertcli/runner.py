@@ -4,7 +4,8 @@ torch and transformers are imported inside the functions: importing this module 
 
 A head is asked for by name (``base``, ``mlm``, ``qa``, ``rtd``); a model whose weights lack that head is refused
 with a message that names the head that is missing and the command that fits, instead of silently running a
-randomly initialised head (transformers only warns about that).
+randomly initialised head (transformers only warns about that). The head tables and that refusal live in the
+torch-free `bertcli.heads`.
 """
 
 from __future__ import annotations
@@ -15,23 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bertcli.errors import MissingDependencyError, ModelFileError, UsageError
+from bertcli.heads import HEADS, architectures, check_head, missing_head_error
 from bertcli.resolve import ResolvedModel
-
-#: head name → (transformers auto class, what it is called for users, the command it serves)
-HEADS: dict[str, tuple[str, str, str]] = {
-    "base": ("AutoModel", "encoder", "embed"),
-    "mlm": ("AutoModelForMaskedLM", "masked-LM head", "fill-mask"),
-    "qa": ("AutoModelForQuestionAnswering", "question-answering head", "qa"),
-    "rtd": ("AutoModelForPreTraining", "replaced-token-detection (ELECTRA discriminator) head", "detect"),
-}
-
-#: architecture-name suffixes that carry each head
-HEAD_SUFFIXES: dict[str, tuple[str, ...]] = {
-    "mlm": ("ForMaskedLM", "ForPreTraining"),
-    "qa": ("ForQuestionAnswering",),
-    "rtd": ("ForPreTraining",),
-}
-
 
 @dataclass
 class LoadedModel:
@@ -102,50 +88,6 @@ def quiet_transformers() -> None:
         tlog.disable_progress_bar()
     except Exception:  # noqa: BLE001 - cosmetic only
         pass
-
-
-def architectures(resolved: ResolvedModel) -> list[str]:
-    return list(resolved.config.get("architectures") or [])
-
-
-def check_head(resolved: ResolvedModel, head: str) -> None:
-    """Refuse early (before loading weights) when the config says the head is not there."""
-    if head == "base":
-        return
-    archs = architectures(resolved)
-    if not archs:
-        return  # no declaration: loading will tell (missing head weights)
-    if head == "rtd":
-        ok = resolved.config.get("model_type") == "electra" and any(a.endswith("ForPreTraining") for a in archs)
-    else:
-        ok = any(a.endswith(HEAD_SUFFIXES[head]) for a in archs)
-    if not ok:
-        raise missing_head_error(resolved, head, archs)
-
-
-def missing_head_error(resolved: ResolvedModel, head: str, archs: list[str]) -> ModelFileError:
-    _, what, command = HEADS[head]
-    fits = [c for c in suggest_commands(resolved, archs) if c != command]  # never suggest what just failed
-    hint = f"this model fits: {', '.join('bertcli ' + c for c in fits)}" if fits else None
-    return ModelFileError(
-        f"{resolved.display_name} has no {what} (architecture: {', '.join(archs) or 'unknown'}), "
-        f"which `bertcli {command}` needs",
-        hint=hint,
-    )
-
-
-def suggest_commands(resolved: ResolvedModel, archs: list[str]) -> list[str]:
-    """Commands a model's declared architectures can serve (embed always)."""
-    out = ["embed"]
-    if any(a.endswith(HEAD_SUFFIXES["qa"]) for a in archs):
-        out.append("qa")
-    if any(a.endswith("ForMaskedLM") for a in archs) or (
-        resolved.config.get("model_type") != "electra" and any(a.endswith("ForPreTraining") for a in archs)
-    ):
-        out.append("fill-mask")
-    if resolved.config.get("model_type") == "electra" and any(a.endswith("ForPreTraining") for a in archs):
-        out.append("detect")
-    return out
 
 
 def load_model(
@@ -230,17 +172,6 @@ def load_model(
 def _base_prefix(model: Any) -> str:
     prefix = getattr(model, "base_model_prefix", "") or ""
     return prefix + "." if prefix else ""
-
-
-def max_tokens(config, tok) -> int | None:
-    """The most tokens the model takes: the tokenizer's limit, capped by the position embeddings."""
-    limit = tok.model_max_length
-    positions = getattr(config, "max_position_embeddings", None)
-    if isinstance(positions, int) and getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-        positions -= 2
-    if limit and positions:
-        return min(limit, positions)
-    return limit or positions
 
 
 def batch_inputs(encs, tok, *, device, with_types: bool | None = None) -> dict:

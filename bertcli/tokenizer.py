@@ -19,15 +19,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from bertcli.env import bertcli_cache_dir
 from bertcli.errors import MissingDependencyError, ModelFileError
-from bertcli.resolve import ResolvedModel, bertcli_cache_dir
-
-LEGACY_KINDS = {
-    "spiece.model": "SentencePiece",
-    "sentencepiece.bpe.model": "SentencePiece",
-    "vocab.txt": "WordPiece",
-    "vocab.json": "byte-level BPE",
-}
+from bertcli.limits import position_limit
+from bertcli.resolve import LEGACY_KINDS, ResolvedModel, tokenizer_kind, tokenizer_source
 
 #: Legacy tokenizer file → the transformers class that reads it (used when a folder has no config to say).
 LEGACY_CLASSES = {
@@ -40,54 +35,6 @@ LEGACY_CLASSES = {
 SPECIAL_ROLES = ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token", "bos_token", "eos_token")
 
 CONVERTER_VERSION = "1"  # bump to invalidate converted tokenizers in the cache
-
-
-def tokenizer_source(model: ResolvedModel) -> tuple[str, Path]:
-    """(kind of source, file) — ``tokenizer.json`` preferred, else the legacy file that defines the vocab."""
-    if model.tokenizer_file is not None:
-        name = model.tokenizer_file.name
-        if name == "tokenizer.json":
-            return "tokenizer.json", model.tokenizer_file
-        return ("spiece.model" if name.endswith(".model") and name != "sentencepiece.bpe.model" else name), model.tokenizer_file
-    if model.has("tokenizer.json"):
-        return "tokenizer.json", model.file("tokenizer.json")
-    for name in ("spiece.model", "sentencepiece.bpe.model", "vocab.txt", "vocab.json"):
-        if model.has(name):
-            if name == "vocab.json" and not model.has("merges.txt"):
-                continue
-            return name, model.file(name)
-    raise ModelFileError(
-        f"{model.display_name} has no tokenizer files",
-        hint="expected tokenizer.json, spiece.model, vocab.txt or vocab.json + merges.txt",
-    )
-
-
-def tokenizer_kind(model: ResolvedModel) -> str | None:
-    """WordPiece / SentencePiece / byte-level BPE / BPE, from the files (None when there is no tokenizer)."""
-    try:
-        source, path = tokenizer_source(model)
-    except ModelFileError:
-        return None
-    if source != "tokenizer.json":
-        return LEGACY_KINDS.get(source)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return kind_from_tokenizer_json(data) if isinstance(data, dict) else None
-
-
-def kind_from_tokenizer_json(data: dict) -> str:
-    model = data.get("model")
-    model_type = model.get("type") if isinstance(model, dict) else None
-    if model_type == "WordPiece":
-        return "WordPiece"
-    if model_type == "Unigram":
-        return "SentencePiece"
-    if model_type == "BPE":
-        blob = json.dumps(data.get("pre_tokenizer")) + json.dumps(data.get("decoder"))
-        return "byte-level BPE" if "ByteLevel" in blob else "BPE"
-    return model_type or "unknown"
 
 
 @dataclass
@@ -253,11 +200,7 @@ def _model_max_length(model: ResolvedModel, tok_config: dict) -> int | None:
     value = tok_config.get("model_max_length")
     if isinstance(value, int) and 0 < value < 1_000_000:
         return value
-    positions = model.config.get("max_position_embeddings")
-    if isinstance(positions, int):
-        # RoBERTa's position ids start after the padding index: 514 positions give 512 tokens.
-        return positions - 2 if model.config.get("model_type") in ("roberta", "xlm-roberta", "camembert") else positions
-    return None
+    return position_limit(model.config)
 
 
 def _read_json(path: Path) -> dict:

@@ -11,6 +11,7 @@ from typing import Any
 
 from bertcli.compare import marker_for
 from bertcli.errors import UsageError
+from bertcli.limits import ROBERTA_TYPES
 from bertcli.resolve import ALIASES, detect_family
 
 OBJECTIVES: dict[str, str] = {
@@ -105,7 +106,7 @@ VARIANTS: dict[str, Variant] = {
                      "no next sentence prediction: masked LM only, on full-length sequences",
                      "large batches, more data, longer training",
                      "byte-level BPE tokenizer (a leading space becomes Ġ); mask token <mask>"),
-            model_types=("roberta", "xlm-roberta", "camembert"),
+            model_types=ROBERTA_TYPES,
         ),
         Variant(
             name="ELECTRA",

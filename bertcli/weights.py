@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from bertcli.errors import MissingDependencyError, ModelFileError
+from bertcli.errors import MissingDependencyError, ModelFileError, describe
 
 #: safetensors dtype → (bytes per element, name users know)
 SAFETENSORS_DTYPES: dict[str, tuple[int, str]] = {
@@ -125,8 +125,6 @@ def read_safetensors_header(path: str | os.PathLike, *, file_label: str | None =
                 )
             raw = fh.read(length)
     except OSError as exc:
-        from bertcli.modelfiles import describe
-
         raise ModelFileError(f"cannot read {path}: {describe(exc, with_file=False)}") from exc
     try:
         header = json.loads(raw.decode("utf-8"))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from bertcli import __version__
 from bertcli.cli import COMMANDS, hoist_global_flags
+
+COMMANDS_DIR = Path(__file__).resolve().parent.parent / "bertcli" / "commands"
 
 
 def test_version(run_cli):
@@ -14,11 +17,29 @@ def test_version(run_cli):
     assert r.returncode == 0 and r.stdout.strip() == f"bertcli {__version__}"
 
 
+def command_panel(help_text: str) -> list[str]:
+    """The command names in the "Commands" panel of `bertcli --help`, in order (a wrapped summary's continuation
+    lines start with spaces and are skipped)."""
+    lines = help_text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("╭─ Commands"))
+    names = []
+    for line in lines[start + 1 :]:
+        if line.startswith("╰"):
+            return names
+        assert line.startswith("│ "), line
+        if line[2:3] != " ":
+            names.append(line[2:].split()[0])
+    raise AssertionError("the Commands panel never ends")
+
+
 def test_help_lists_every_command(run_cli):
     r = run_cli("--help", env={"COLUMNS": "200"})
     assert r.returncode == 0
-    for name, _, _ in COMMANDS:
-        assert name in r.stdout
+    listed = command_panel(r.stdout)
+    assert listed == [name for name, _, _ in COMMANDS]  # each once, in the table's order
+    # and the table holds every command module there is (bertcli/commands/<name>.py, _private ones aside)
+    modules = sorted(p.stem.replace("_", "-") for p in COMMANDS_DIR.glob("*.py") if not p.stem.startswith("_"))
+    assert sorted(listed) == modules
 
 
 def test_every_command_help_has_examples(run_cli):
@@ -79,3 +100,17 @@ def test_shell_completion_sees_every_command_and_its_options():
     assert complete("bertcli to", 1) == ["tokenize"]
     assert set(complete("bertcli tokenize --tr", 2)) == {"--truncation", "--truncate"}
     assert "--pooling" in complete("bertcli embed --po", 2)
+
+
+def test_readme_exit_codes_are_the_error_table():
+    """errors.EXIT_CODES is the one table: the README lists exactly its codes, and every error class's code is in it."""
+    import re
+
+    from bertcli import errors
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    listed = [int(m) for m in re.findall(r"^\| (\d+) \|", section, flags=re.M)]
+    assert listed == [code for code, _, _ in errors.EXIT_CODES]
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.BertcliError)]
+    assert len(classes) > 8 and {c.exit_code for c in classes} <= set(listed)

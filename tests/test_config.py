@@ -96,3 +96,20 @@ def test_grouped_fields_order():
     assert list(groups) == ["architecture", "sizes", "tokens", "dropout"]
     assert ("max_position_embeddings", 514) in groups["sizes"]
     assert ("layer_norm_eps", 1e-05) in groups["dropout"]
+
+
+def test_token_limit_one_rule_for_dicts_and_config_objects():
+    from types import SimpleNamespace
+
+    from bertcli.limits import ROBERTA_TYPES, position_limit, token_limit
+
+    for model_type in ROBERTA_TYPES:  # position ids start after the padding index: 514 positions, 512 tokens
+        config = {"model_type": model_type, "max_position_embeddings": 514}
+        assert position_limit(config) == 512
+        assert position_limit(SimpleNamespace(**config)) == 512  # a transformers config object reads the same
+    bert = {"model_type": "bert", "max_position_embeddings": 512}
+    assert position_limit(bert) == 512
+    assert token_limit(bert, 128) == 128 and token_limit(bert, 1024) == 512  # the smaller of the two
+    assert token_limit(bert, None) == 512 and token_limit(bert, 0) == 512  # a tokenizer without a limit
+    assert token_limit({"model_type": "bert"}, 256) == 256  # a config without positions
+    assert token_limit({}, None) is None and position_limit({"max_position_embeddings": "512"}) is None

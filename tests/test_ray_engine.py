@@ -77,7 +77,7 @@ def test_ray_equals_local_row_for_row(model, ray_runtime, tiny_models, minilm_di
         assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
-def test_resume_after_a_fault_gives_every_row_once(ray_runtime, tiny_models, tmp_path, monkeypatch):
+def test_resume_after_a_fault_gives_every_row_once(ray_runtime, tiny_models, tmp_path):
     texts = corpus(90, seed=3)
     src = tmp_path / "in.txt"
     src.write_text("\n".join(texts) + "\n", encoding="utf-8")
@@ -85,10 +85,9 @@ def test_resume_after_a_fault_gives_every_row_once(ray_runtime, tiny_models, tmp
     resolved = resolve_model(str(tiny_models["bert_base_only"]))
     settings = engine.RaySettings(shard_rows=10, keep_text=True)
 
-    monkeypatch.setenv(engine.FAULT_ENV, "2")
-    with pytest.raises(engine.InjectedFault):
-        engine.run(resolved, src, out, settings, workers=2)
-    monkeypatch.delenv(engine.FAULT_ENV)
+    # the fault, injected into the workers: shards from 2 on are left unwritten, and the run stops
+    with pytest.raises(engine.RayEngineError, match="rerun the same command to resume"):
+        engine.run(resolved, src, out, settings, workers=2, shard_hook=lambda shard: shard.index < 2)
     done = sorted(p.name for p in out.glob("part-*.parquet"))
     assert 2 <= len(done) < 9 and not (out / "manifest.json").exists()
     stamps = {name: (out / name).stat().st_mtime_ns for name in done}
@@ -232,14 +231,21 @@ def test_missing_ray_names_the_extra(monkeypatch):
     assert info.value.exit_code == 7
 
 
-def test_a_killed_worker_is_restarted_and_its_shard_redone(ray_runtime, tiny_models, tmp_path, monkeypatch):
+def test_a_killed_worker_is_restarted_and_its_shard_redone(ray_runtime, tiny_models, tmp_path):
     texts = corpus(24, seed=9)
     src = tmp_path / "in.txt"
     src.write_text("\n".join(texts) + "\n", encoding="utf-8")
     marker = tmp_path / "crashed"
-    monkeypatch.setenv(engine.CRASH_ENV, f"1:{marker}")  # the worker that starts shard 1 dies (os._exit)
+
+    def crash_once(shard) -> bool:  # runs in the worker: the first one to start shard 1 dies
+        if shard.index == 1 and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os._exit(1)
+        return True
+
     resolved = resolve_model(str(tiny_models["bert_base_only"]))
-    result = engine.run(resolved, src, tmp_path / "out", engine.RaySettings(shard_rows=8), workers=2)
+    result = engine.run(resolved, src, tmp_path / "out", engine.RaySettings(shard_rows=8), workers=2,
+                        shard_hook=crash_once)
     assert marker.exists()  # it did crash once
     assert result.shards_written == 3 and result.rows == 24
     assert engine.read_output(tmp_path / "out").column("id").to_pylist() == list(range(24))

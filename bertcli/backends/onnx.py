@@ -87,7 +87,7 @@ def _version(package: str) -> str:
 
 def onnx_cache_dir() -> Path:
     """Where exports live: ``bertcli_cache_dir()/onnx``."""
-    from bertcli.resolve import bertcli_cache_dir
+    from bertcli.env import bertcli_cache_dir
 
     return bertcli_cache_dir() / "onnx"
 

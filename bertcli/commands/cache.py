@@ -10,7 +10,7 @@ import typer
 from bertcli import output
 from bertcli.commands._common import FormatOpt, QuietOpt, apply_output, examples
 from bertcli.errors import ModelFileError, UsageError
-from bertcli.hub import format_bytes
+from bertcli.units import format_bytes
 
 app = typer.Typer(
     name="cache",
@@ -40,7 +40,7 @@ def ls(
     for problem in cache.cache_problems(run_settings.cache_dir):
         output.warn(f"unreadable cache entry: {problem}")
     if not models:
-        from bertcli.resolve import hub_cache_dir
+        from bertcli.env import hub_cache_dir
 
         root = hub_cache_dir(run_settings.cache_dir)
         if all_repos or not cache.list_models(run_settings.cache_dir, all_repos=True):

@@ -60,8 +60,7 @@ def compare(
     def records():
         for n, line in enumerate(require_nonempty(iter_lines(texts, file)), start=1):
             if len(line.text) > MAX_CHARS:
-                where = f"text {line.number}" if line.source == "<arg>" else f"{line.source}, line {line.number}"
-                raise BadInputError(f"{where}: {len(line.text):,} characters is more than compare takes "
+                raise BadInputError(f"{line.label}: {len(line.text):,} characters is more than compare takes "
                                     f"({MAX_CHARS:,}): compare a sentence or a paragraph, not a whole file")
             runs = [tokenize(tok, line.text, label, add_special_tokens=special) for tok, label in zip(tokenizers, labels)]
             yield {"line": n, **compare_record(line.text, runs)}

@@ -77,11 +77,6 @@ def heat_style(p: float) -> str:
     return f"black on rgb({red},{green},60)"
 
 
-def _bar(p: float, width: int = 20) -> str:
-    full = round(p * width)
-    return "█" * full + "·" * (width - full)
-
-
 def _table(records: list[dict]):
     from rich.console import Group
     from rich.table import Table
@@ -119,7 +114,7 @@ def _table(records: list[dict]):
             if tok["swapped"]:
                 verdict += "  ← swapped"
             table.add_row(str(tok["position"]), tok["token"], "" if tok["word"] is None else str(tok["word"]),
-                          Text(f"{p:.3f}", style=heat_style(p)), Text(_bar(p), style="red" if p > 0.5 else "green"),
+                          Text(f"{p:.3f}", style=heat_style(p)), Text(output.score_bar(p), style="red" if p > 0.5 else "green"),
                           verdict, style="dim" if tok["special"] else ("bold" if tok["swapped"] else None))
         parts += [table, ""]
     return Group(*parts)

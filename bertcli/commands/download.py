@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 from bertcli import hub, output
-from bertcli.hub import format_bytes
 from bertcli.commands._common import FormatOpt, QuietOpt, RevisionOpt, apply_output, examples
 from bertcli.errors import UsageError
+from bertcli.units import format_bytes
 
 EXAMPLES = examples(
     "bertcli download albert",

@@ -49,7 +49,7 @@ def fill_mask(
     def records():
         line_no = 0
         for batch in batched(_chain(first, lines), BATCH_LINES):
-            where = [f"text {ln.number}" if ln.source == "<arg>" else f"{ln.source}, line {ln.number}" for ln in batch]
+            where = [ln.label for ln in batch]
             for result in masker.fill([ln.text for ln in batch], top_k=top_k, where=where):
                 line_no += 1
                 yield {"line": line_no, **result.as_record()}
@@ -68,11 +68,6 @@ def _tsv_rows(rec: dict):
     for mask in rec["masks"]:
         for rank, pred in enumerate(mask["predictions"], start=1):
             yield {"line": rec["line"], "mask": mask["mask"], "position": mask["position"], "rank": rank, **pred}
-
-
-def _bar(score: float, width: int = 20) -> str:
-    full = round(score * width)
-    return "█" * full + "·" * (width - full)
 
 
 def _table(records: list[dict]):
@@ -97,7 +92,7 @@ def _table(records: list[dict]):
             for rank, pred in enumerate(mask["predictions"], start=1):
                 label = f"{mask['mask']} @{mask['position']}" if rank == 1 else ""
                 table.add_row(label, str(rank), pred["word"], pred["token"], f"{pred['score']:.4f}",
-                              Text(_bar(pred["score"]), style="green" if rank == 1 else "dim"),
+                              Text(output.score_bar(pred["score"]), style="green" if rank == 1 else "dim"),
                               style="bold" if rank == 1 else None)
             table.add_section()
         parts += [table, ""]

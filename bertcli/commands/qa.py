@@ -13,7 +13,7 @@ import typer
 from bertcli import output
 from bertcli.commands._common import FormatOpt, ModelOpt, QuietLongOpt, apply_output, examples, resolve
 from bertcli.errors import BadInputError, UsageError
-from bertcli.inputs import check_utf8, open_input
+from bertcli.inputs import check_utf8, decode_line, open_input, read_document
 
 EXAMPLES = examples(
     'bertcli qa -m spanbert-qa -q "What is Maching Learning?" -c "Machine Learning is a subset of Artifical '
@@ -147,22 +147,8 @@ def _read_context(context: str | None, context_file: Path | None) -> str:
     if context is not None:
         text = check_utf8(context, "--context")
     else:
-        if context_file is not None and str(context_file) != "-":
-            path = Path(context_file).expanduser()
-            with open_input(path, what="context file", missing="context file") as handle:
-                raw = handle.read()
-            source = str(path)
-        else:
-            if context_file is None and sys.stdin.isatty():
-                raise UsageError("no context: give --context TEXT, --context-file FILE, or pipe it on stdin")
-            raw = sys.stdin.buffer.read()
-            source = "<stdin>"
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise BadInputError(f"{source}, line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x})") from exc
-        text = text.removeprefix("\ufeff")
+        text = read_document(context_file, what="context file",
+                             no_input="no context: give --context TEXT, --context-file FILE, or pipe it on stdin")
     if not text.strip():
         raise BadInputError("the context is empty")
     return text
@@ -186,7 +172,7 @@ def _read_records(path: Path) -> Iterator:
                 continue
             seen = True
             try:
-                record = json.loads(raw.rstrip(b"\r\n").decode("utf-8"))
+                record = json.loads(decode_line(raw, first=number == 1))
             except UnicodeDecodeError:
                 yield QAItem("", "", (where, None), error=BadInputError("not UTF-8 text"))
                 continue

@@ -1,0 +1,70 @@
+"""The heads a model command runs, from config.json alone (no torch): which transformers class loads each head,
+which architectures declare it, and the refusal that names the head missing and the commands that fit.
+
+`bertcli.runner` loads models through these tables; `bertcli.inspect` reports what a model can run with the
+same ones, without importing the runner.
+"""
+
+from __future__ import annotations
+
+from bertcli.errors import ModelFileError
+from bertcli.resolve import ResolvedModel
+
+#: head name → (transformers auto class, what it is called for users, the command it serves)
+HEADS: dict[str, tuple[str, str, str]] = {
+    "base": ("AutoModel", "encoder", "embed"),
+    "mlm": ("AutoModelForMaskedLM", "masked-LM head", "fill-mask"),
+    "qa": ("AutoModelForQuestionAnswering", "question-answering head", "qa"),
+    "rtd": ("AutoModelForPreTraining", "replaced-token-detection (ELECTRA discriminator) head", "detect"),
+}
+
+#: architecture-name suffixes that carry each head
+HEAD_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "mlm": ("ForMaskedLM", "ForPreTraining"),
+    "qa": ("ForQuestionAnswering",),
+    "rtd": ("ForPreTraining",),
+}
+
+
+def architectures(resolved: ResolvedModel) -> list[str]:
+    return list(resolved.config.get("architectures") or [])
+
+
+def check_head(resolved: ResolvedModel, head: str) -> None:
+    """Refuse early (before loading weights) when the config says the head is not there."""
+    if head == "base":
+        return
+    archs = architectures(resolved)
+    if not archs:
+        return  # no declaration: loading will tell (missing head weights)
+    if head == "rtd":
+        ok = resolved.config.get("model_type") == "electra" and any(a.endswith("ForPreTraining") for a in archs)
+    else:
+        ok = any(a.endswith(HEAD_SUFFIXES[head]) for a in archs)
+    if not ok:
+        raise missing_head_error(resolved, head, archs)
+
+
+def missing_head_error(resolved: ResolvedModel, head: str, archs: list[str]) -> ModelFileError:
+    _, what, command = HEADS[head]
+    fits = [c for c in suggest_commands(resolved, archs) if c != command]  # never suggest what just failed
+    hint = f"this model fits: {', '.join('bertcli ' + c for c in fits)}" if fits else None
+    return ModelFileError(
+        f"{resolved.display_name} has no {what} (architecture: {', '.join(archs) or 'unknown'}), "
+        f"which `bertcli {command}` needs",
+        hint=hint,
+    )
+
+
+def suggest_commands(resolved: ResolvedModel, archs: list[str]) -> list[str]:
+    """Commands a model's declared architectures can serve (embed always)."""
+    out = ["embed"]
+    if any(a.endswith(HEAD_SUFFIXES["qa"]) for a in archs):
+        out.append("qa")
+    if any(a.endswith("ForMaskedLM") for a in archs) or (
+        resolved.config.get("model_type") != "electra" and any(a.endswith("ForPreTraining") for a in archs)
+    ):
+        out.append("fill-mask")
+    if resolved.config.get("model_type") == "electra" and any(a.endswith("ForPreTraining") for a in archs):
+        out.append("detect")
+    return out
