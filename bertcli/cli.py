@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from bertcli import __version__, output
+from bertcli.choices import BASE_FORMATS, FORMAT_EXTRAS, choice_enum
 from bertcli.errors import BertcliError
 
 
@@ -111,6 +112,10 @@ COMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
+#: The global --format takes every command's formats; the command then checks that it has the one chosen.
+GlobalFormat = choice_enum("GlobalFormat", (*BASE_FORMATS, *FORMAT_EXTRAS))
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"bertcli {__version__}")
@@ -119,7 +124,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _global_options(
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="Default output format: auto, table, json, jsonl, tsv (commands add their own).")] = None,
+    fmt: Annotated[GlobalFormat | None, typer.Option("--format", "-f", case_sensitive=False, help="Default output format: auto, table, json, jsonl, tsv (commands add their own).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or info messages on stderr.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")] = False,
     cache_dir: Annotated[str | None, typer.Option("--cache-dir", envvar="BERTCLI_CACHE_DIR", help="Hugging Face hub cache to use (default: HF_HUB_CACHE or HF_HOME/hub).")] = None,
@@ -127,7 +132,7 @@ def _global_options(
     token: Annotated[str | None, typer.Option("--token", envvar="HF_TOKEN", show_envvar=False, help="Hub token for gated or private models (default: HF_TOKEN).")] = None,
     version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
-    output.configure(format=fmt, quiet=quiet, debug=debug)
+    output.configure(format=None if fmt is None else str(fmt), quiet=quiet, debug=debug)
     run_settings.cache_dir = cache_dir
     run_settings.token = token
     run_settings.debug = run_settings.debug or debug

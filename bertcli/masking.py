@@ -26,10 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
+from bertcli.choices import STRATEGIES
 from bertcli.errors import UsageError
-
-STRATEGIES: tuple[str, ...] = ("static", "dynamic", "whole-word", "span")
-"""The strategy names accepted by `mask` and `mask_epochs` (and by ``bertcli mask --strategy``)."""
 
 ACTIONS: tuple[str, ...] = ("keep", "mask", "random", "same")
 """Per-token actions: not selected, replaced by the mask token, by a random token, selected but unchanged."""

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bertcli.choices import BASE_FORMATS
 from bertcli.errors import UsageError
 from bertcli.files import atomic_write  # noqa: F401 - the sink writes files through it
 
-BASE_FORMATS = ("auto", "table", "json", "jsonl", "tsv")
 
 T = TypeVar("T")
 

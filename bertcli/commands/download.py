@@ -8,7 +8,8 @@ import typer
 
 from bertcli import hub, output
 from bertcli.hub import format_bytes
-from bertcli.commands._common import FormatOpt, QuietOpt, RevisionOpt, apply_output, examples
+from bertcli.choices import BASE_FORMATS, choice_enum
+from bertcli.commands._common import FORMAT_HELP, QuietOpt, RevisionOpt, apply_output, examples, format_option
 from bertcli.errors import UsageError
 
 EXAMPLES = examples(
@@ -18,6 +19,11 @@ EXAMPLES = examples(
     "bertcli download bert --local-dir ./BertModel",
     "bertcli embed -m \"$(bertcli download albert -q)\" \"Beijing is a beautiful city\"",
 )
+
+#: ``path``: the snapshot folder on stdout (what auto and table print too)
+FORMATS = ("auto", "path", *BASE_FORMATS[1:])
+DownloadFormat = choice_enum("DownloadFormat", FORMATS)
+DownloadFormatOpt = format_option(DownloadFormat, FORMAT_HELP + ", path (the folder only)")
 
 
 def download(
@@ -31,7 +37,7 @@ def download(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be fetched (sizes, already cached) and stop.")] = False,
     lock_timeout: Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for another process downloading the same files (0: forever).")] = hub.DEFAULT_LOCK_TIMEOUT,
     token: Annotated[str | None, typer.Option("--token", help="Hub token for gated or private repos (default: HF_TOKEN).", show_default=False)] = None,
-    fmt: FormatOpt = None,
+    fmt: DownloadFormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Download a hub model into the Hugging Face cache (shared with transformers and `hf`), or --local-dir.
@@ -49,9 +55,8 @@ def download(
         raise UsageError(f"two revisions given: {model!r} and --revision {revision}")
     repo_id, _alias = canonical_repo_id(name)
     fmt_resolved = (output.settings.format or "auto").lower()
-    allowed = ("auto", "path", "table", "json", "jsonl", "tsv")
-    if fmt_resolved not in allowed:
-        raise UsageError(f"unknown --format {fmt_resolved!r}; choose one of: {', '.join(allowed)}")
+    if fmt_resolved not in FORMATS:  # the global --format takes every command's formats
+        raise UsageError(f"unknown --format {fmt_resolved!r}; choose one of: {', '.join(FORMATS)}")
     progress = hub.SilentProgress() if dry_run else output.DownloadProgressBar()
     result = hub.download(
         repo_id, revision=revision or rev_in_ref, files=files or None, include=include or None,

@@ -92,7 +92,8 @@ def test_similarity_json(run_cli, minilm_dir):
 @pytest.mark.parametrize(
     "args, stdin, code, message",
     [
-        (["--pooling", "avg", "x"], None, 2, "error: unknown --pooling 'avg': choose one of cls, pooler, mean, max, none"),
+        (["--pooling", "avg", "x"], None, 2, "error: Invalid value for '--pooling' / '-p': 'avg' is not one of 'cls', 'pooler', 'mean', 'max', 'none'; "
+         "see 'bertcli embed --help'"),
         (["-o", "missing/x.npy", "x"], None, 9, "error: cannot write missing/x.npy: folder missing does not exist"),
         (["-f", "npy", "--pooling", "none", "x"], None, 2, "error: --format npy writes one matrix with one row per "
          "text; --pooling none gives one per token (use -f jsonl)"),
