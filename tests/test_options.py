@@ -62,6 +62,15 @@ def test_model_completes_aliases_and_cached_repo_ids(complete, tmp_path):
         "electra", "electra-generator"]
 
 
+def test_every_model_reference_completes(complete):
+    assert complete("bertcli config al", 2) == ["albert"]  # [MODEL] argument
+    assert complete("bertcli config --diff ro", 3) == ["roberta"]
+    assert complete("bertcli inspect spanbert", 2) == ["spanbert", "spanbert-qa"]
+    assert complete("bertcli download el", 2) == ["electra", "electra-generator"]
+    assert complete("bertcli cache verify el", 3) == ["electra", "electra-generator"]
+    assert complete("bertcli compare -m bert -m al", 5) == ["albert"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["embed", "--dtype", "float64", "x"],
      "error: Invalid value for '--dtype': 'float64' is not one of 'float32', 'float16'; see 'bertcli embed --help'"),

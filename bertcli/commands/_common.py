@@ -13,17 +13,15 @@ from typing import Annotated
 
 import typer
 
-from bertcli import output
+from bertcli import output, settings
 from bertcli.choices import BASE_FORMATS, DEVICE_KINDS, choice_enum
-from bertcli.resolve import ResolvedModel, resolve_model
+from bertcli.resolve import ALIASES, ResolvedModel, hub_cache_dir, resolve_model
 
 FORMAT_HELP = "Output: auto (table on a terminal, jsonl when piped), table, json, jsonl, tsv"
 
 
 def complete_model(ctx: typer.Context, incomplete: str) -> list[str]:
     """`-m <TAB>`: the aliases and the repo ids in the hub cache (a directory listing: no hub, no torch)."""
-    from bertcli.resolve import ALIASES, hub_cache_dir
-
     names = list(ALIASES)
     root_params = ctx.find_root().params if ctx is not None else {}
     try:
@@ -73,10 +71,9 @@ def apply_output(fmt: str | None = None, quiet: bool = False) -> None:
 
 def resolve(ref: str | None, *, revision: str | None = None) -> ResolvedModel:
     """Resolve a model with the run's global settings (cache dir, offline); downloads are announced on stderr."""
-    from bertcli.cli import run_settings
-
-    resolved = resolve_model(ref, revision=revision, cache_dir=run_settings.cache_dir, offline=run_settings.offline,
-                             token=run_settings.token, on_download=output.info,
+    run = settings.current()
+    resolved = resolve_model(ref, revision=revision, cache_dir=run.cache_dir, offline=run.offline,
+                             token=run.token, on_download=output.info,
                              progress=output.DownloadProgressBar())
     if resolved.inferred_model_type:
         output.warn(f"{resolved.display_name}: config.json has no model_type; reading it as "

@@ -49,7 +49,7 @@ def attention(
     width; each cell is the attention mass one bucket gives another, and the view says so. With --png only
     the picture is written unless --top or --format asks for output too.
     """
-    explicit_format = fmt is not None or output.settings.format not in (None, "auto")
+    explicit_format = fmt is not None or output.current().settings.format not in (None, "auto")
     apply_output(fmt, quiet)
     fmt_resolved = output.resolve_format()
     from bertcli.attention import (

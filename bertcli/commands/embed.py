@@ -81,7 +81,7 @@ def embed(
         return
     if out is not None and files.standard_stream(out) == 1:
         out = None  # -o - and -o /dev/stdout are stdout: the same formats and checks as without -o
-    if fmt is None and output.settings.format in (None, "auto") and out is not None:
+    if fmt is None and output.current().settings.format in (None, "auto") and out is not None:
         inferred = SUFFIX_FORMATS.get(out.suffix.lower())
         if inferred:
             output.configure(format=inferred)
@@ -182,7 +182,7 @@ def _run_ray(*, texts, model, file, out, pooling, normalize, layer, max_length, 
         raise UsageError("--engine ray runs its workers on CPU: use --device cpu")
     if compute != "float32" or dtype != "float32":
         raise UsageError("--engine ray writes float32 vectors (--compute/--dtype are for the local engine)")
-    chosen = (output.settings.format or "auto").lower()
+    chosen = (output.current().settings.format or "auto").lower()
     if chosen != "auto":
         raise UsageError(f"--engine ray writes Parquet shards and manifest.json into the -o folder: --format "
                          f"{chosen} is for the local engine (read the shards with pyarrow or pandas)")

@@ -103,7 +103,7 @@ def tokenize(
                 line_no += 1
                 yield _record(tok, line_no, firsts[i], seconds[i] if seconds else None, enc)
 
-    if mode != "tokens" and output.settings.format in ("auto", "text"):
+    if mode != "tokens" and output.current().settings.format in ("auto", "text"):
         # ttok-style: plain lines, one per input line, on a terminal and in pipes alike.
         _write_plain(str(r["count"]) if mode == "count" else r["text"] for r in records())
     elif fmt_resolved == "ids":

@@ -10,19 +10,16 @@ import json
 import numpy as np
 import pytest
 
-from bertcli import output
 from bertcli.commands.embed import embed
 from bertcli.errors import OutputError
 
 
 @pytest.fixture
-def inproc(monkeypatch):
+def inproc(monkeypatch, run_output):
     """Run the command function in this process (stdout via capsys, fresh output settings)."""
     import torch
 
     monkeypatch.setenv("COLUMNS", "120")
-    monkeypatch.setattr(output, "_stdout_console", None)
-    monkeypatch.setattr(output, "settings", output.Settings())
     before = torch.get_num_threads()
     torch.set_num_threads(1)
 
