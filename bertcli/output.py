@@ -28,10 +28,8 @@ from typing import Any, TypeVar
 
 from bertcli import settings as run_settings
 from bertcli.choices import BASE_FORMATS
-from bertcli.settings import RunSettings
 from bertcli.errors import UsageError
 from bertcli.files import atomic_write  # noqa: F401 - the sink writes files through it
-
 
 T = TypeVar("T")
 
@@ -44,10 +42,16 @@ class Output:
     ``run_output`` fixture (tests/conftest.py) and may hand it consoles of its own.
     """
 
-    def __init__(self, settings: RunSettings | None = None, *, stdout_console=None, stderr_console=None) -> None:
-        self.settings = settings if settings is not None else run_settings.current()
+    def __init__(self, settings: run_settings.RunSettings | None = None, *, stdout_console=None,
+                 stderr_console=None) -> None:
+        self._settings = settings
         self.stdout_console = stdout_console
         self.stderr_console = stderr_console
+
+    @property
+    def settings(self) -> run_settings.RunSettings:
+        """The settings it was made with; without any, whatever `bertcli.settings.current()` is."""
+        return self._settings if self._settings is not None else run_settings.current()
 
     def configure(self, *, format: str | None = None, quiet: bool | None = None) -> None:
         """Set the run's output settings (only the ones given)."""
