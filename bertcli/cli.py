@@ -111,7 +111,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _global_options(
-    fmt: Annotated[GlobalFormat | None, typer.Option("--format", "-f", case_sensitive=False, help="Default output format: auto, table, json, jsonl, tsv (commands add their own).")] = None,
+    fmt: Annotated[GlobalFormat | None, typer.Option("--format", "-f", case_sensitive=False, help="Default output format: auto, table, json, jsonl, tsv, or a format of the command's own (tokenize: ids, text; embed: npy; download: path).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or info messages on stderr.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")] = False,
     cache_dir: Annotated[str | None, typer.Option("--cache-dir", envvar="BERTCLI_CACHE_DIR", help="Hugging Face hub cache to use (default: HF_HUB_CACHE or HF_HOME/hub).")] = None,
