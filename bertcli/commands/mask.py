@@ -41,7 +41,7 @@ def mask(
     epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Show the masks of N epochs, streamed as they are drawn (default: 3 for dynamic, else 1; at most 100,000).", show_default=False)] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="Random seed (default: a fresh one, printed so the run can be repeated).", show_default=False)] = None,
     mask_prob: Annotated[float, typer.Option("--mask-prob", help="Share of the tokens to select for prediction.")] = 0.15,
-    samples: Annotated[int | None, typer.Option("--samples", min=1, help="Statistics mode: mask the text N times and compare the observed rate, 80/10/10 split and span lengths with the expected distributions (at most 1,000,000).", show_default=False)] = None,
+    samples: Annotated[int | None, typer.Option("--samples", min=1, help="Statistics mode: mask the text N times (at most 1,000,000) and compare the observed rate, 80/10/10 split and span lengths with the expected distributions.", show_default=False)] = None,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
