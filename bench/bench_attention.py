@@ -100,7 +100,7 @@ def in_process(model: str, text: str) -> dict:
         start = time.perf_counter()
         amap = reader.read(text, layer=-1, head=3)
         timings["forward_512"].append(time.perf_counter() - start)
-        output._stdout_console = Console(file=io.StringIO(), width=120, color_system="truecolor")
+        output.current().stdout_console = Console(file=io.StringIO(), width=120, color_system="truecolor")
         start = time.perf_counter()
         output.console().print(_heatmap(amap, scale="auto", cells=None))
         timings["terminal_map_render"].append(time.perf_counter() - start)

@@ -23,6 +23,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from bertcli.choices import SCALES
 from bertcli.errors import MissingDependencyError, UsageError
 from bertcli.resolve import ResolvedModel
 
@@ -194,7 +195,6 @@ def require_matplotlib() -> None:
 
 
 MAX_TICKS = 40
-SCALES = ("auto", "linear", "log")
 LOG_ABOVE = 64  # `auto` switches to a log colour scale above this many tokens
 
 

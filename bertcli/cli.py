@@ -14,27 +14,15 @@ import importlib.util
 import os
 import sys
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from bertcli import __version__, output
+from bertcli import __version__, output, settings
+from bertcli.choices import BASE_FORMATS, FORMAT_EXTRAS, choice_enum
 from bertcli.errors import BertcliError
 
-
-@dataclass
-class RunSettings:
-    """Global settings of this run that the core needs (the output ones live in `bertcli.output`)."""
-
-    cache_dir: str | None = None
-    offline: bool | None = None
-    token: str | None = None
-    debug: bool = False
-
-
-run_settings = RunSettings()
 
 HELP = """[bold]bertcli[/bold] — inspect and run BERT-family models (BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT).
 
@@ -113,6 +101,10 @@ COMMANDS: list[tuple[str, str, str]] = [
 ]
 
 
+#: The global --format takes every command's formats; the command then checks that it has the one chosen.
+GlobalFormat = choice_enum("GlobalFormat", (*BASE_FORMATS, *FORMAT_EXTRAS))
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"bertcli {__version__}")
@@ -121,7 +113,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _global_options(
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="Default output format: auto, table, json, jsonl, tsv (commands add their own).")] = None,
+    fmt: Annotated[GlobalFormat | None, typer.Option("--format", "-f", case_sensitive=False, help="Default output format: auto, table, json, jsonl, tsv, or a format of the command's own (tokenize: ids, text; embed: npy; download: path).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or info messages on stderr.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")] = False,
     cache_dir: Annotated[str | None, typer.Option("--cache-dir", envvar="BERTCLI_CACHE_DIR", help="Hugging Face hub cache to use (default: HF_HUB_CACHE or HF_HOME/hub).")] = None,
@@ -129,12 +121,15 @@ def _global_options(
     token: Annotated[str | None, typer.Option("--token", envvar="HF_TOKEN", show_envvar=False, help="Hub token for gated or private models (default: HF_TOKEN).")] = None,
     version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
-    output.configure(format=fmt, quiet=quiet, debug=debug)
-    run_settings.cache_dir = cache_dir
-    run_settings.token = token
-    run_settings.debug = run_settings.debug or debug
+    run = settings.current()
+    if fmt is not None:
+        run.format = str(fmt)
+    run.quiet = quiet
+    run.debug = run.debug or debug
+    run.cache_dir = cache_dir
+    run.token = token
     if offline:
-        run_settings.offline = True
+        run.offline = True
         os.environ["HF_HUB_OFFLINE"] = "1"
 
 
@@ -298,7 +293,11 @@ def main(argv: list[str] | None = None) -> None:
     stdout_guard = guard_stdio()
     _install_signal_handlers()
     args = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
-    run_settings.debug = "--debug" in args or os.environ.get("BERTCLI_DEBUG", "") not in ("", "0")
+    # This run's settings and output sink, made once here (the global options fill them in; a command's own
+    # --format/-q override). --debug is known before parsing, so a usage error can show its traceback.
+    debug = "--debug" in args or os.environ.get("BERTCLI_DEBUG", "") not in ("", "0")
+    run = settings.use(settings.RunSettings(debug=debug))
+    output.use(output.Output(run))
     try:
         register_commands(args)
         code = app(args=args, prog_name="bertcli", standalone_mode=False)
@@ -313,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
         stdout_guard.failed = True
         sys.exit(ReaderGoneError.exit_code)
     except BertcliError as exc:
-        if run_settings.debug:
+        if run.debug:
             traceback.print_exc()
         output.error(str(exc))
         sys.exit(exc.exit_code)
@@ -325,14 +324,14 @@ def main(argv: list[str] | None = None) -> None:
     except typer.TyperException as exc:  # click's usage errors: bad option, bad value, missing argument …
         if type(exc).__name__ == "NoArgsIsHelpError":  # `bertcli` alone: the help was printed
             sys.exit(2)
-        if run_settings.debug:
+        if run.debug:
             traceback.print_exc()
         output.error(click_error_line(exc, args))
         sys.exit(2)
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, traceback only with --debug
-        if run_settings.debug:
+        if run.debug:
             traceback.print_exc()
         detail = str(exc).splitlines()[0] if str(exc) else ""
         output.error(f"internal error: {type(exc).__name__}: {detail} (run with --debug for the traceback)")

@@ -27,17 +27,14 @@ from typing import IO, Any
 import numpy as np
 
 from bertcli.batching import DEFAULT_WINDOW, TokenBudgetBatcher
+from bertcli.choices import COMPUTE, ON_LONG, POOLINGS
 from bertcli.errors import BadInputError, ModelFileError, UsageError
 from bertcli.inputs import line_label
 
-POOLINGS = ("cls", "pooler", "mean", "max", "none")
 #: token budget per batch when none is given: small batches stay in CPU caches; accelerators want big ones
 CPU_MAX_TOKENS = 1024
 ACCELERATOR_MAX_TOKENS = 16384
 ONNX_MAX_TOKENS = 1024  # ONNX Runtime on CPU: see docs/onnx.md for the measurement
-ON_LONG = ("truncate", "error")
-COMPUTE = ("float32", "bfloat16", "float16")
-DTYPES = ("float32", "float16")
 
 #: sentence-transformers pooling flags → our pooling name (the ones we reproduce exactly)
 _ST_POOLING_FLAGS = {

@@ -26,10 +26,9 @@ from typing import Sequence
 
 import numpy as np
 
+from bertcli.choices import STRATEGIES
 from bertcli.errors import UsageError
 
-STRATEGIES: tuple[str, ...] = ("static", "dynamic", "whole-word", "span")
-"""The strategy names accepted by `mask` and `mask_epochs` (and by ``bertcli mask --strategy``)."""
 
 REPLACE_PROBS: tuple[float, float, float] = (0.8, 0.1, 0.1)
 """BERT's split of the selected tokens: [MASK], random token, unchanged."""

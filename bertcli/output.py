@@ -23,38 +23,92 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bertcli import settings as run_settings
+from bertcli.choices import BASE_FORMATS
 from bertcli.errors import UsageError
 from bertcli.files import atomic_write  # noqa: F401 - re-exported: commands write -o files with it
-
-BASE_FORMATS = ("auto", "table", "json", "jsonl", "tsv")
 
 T = TypeVar("T")
 
 
-@dataclass
-class Settings:
-    """Run-wide output settings, set once by the CLI layer."""
+class Output:
+    """The sink of one run: its settings (format, ``-q``) and its two Rich consoles, made when first used.
 
-    format: str = "auto"
-    quiet: bool = False
-    debug: bool = False
+    `cli.main` makes one per run (`use`); commands reach it through this module's functions (`emit`, `info`,
+    `console` …), which ask `current()`. A test that runs a command in this process gets a fresh one from the
+    ``run_output`` fixture (tests/conftest.py) and may hand it consoles of its own.
+    """
+
+    def __init__(self, settings: run_settings.RunSettings | None = None, *, stdout_console=None,
+                 stderr_console=None) -> None:
+        self._settings = settings
+        self.stdout_console = stdout_console
+        self.stderr_console = stderr_console
+
+    @property
+    def settings(self) -> run_settings.RunSettings:
+        """The settings it was made with; without any, whatever `bertcli.settings.current()` is."""
+        return self._settings if self._settings is not None else run_settings.current()
+
+    def configure(self, *, format: str | None = None, quiet: bool | None = None) -> None:
+        """Set the run's output settings (only the ones given)."""
+        if format is not None:
+            self.settings.format = format
+        if quiet is not None:
+            self.settings.quiet = quiet
+
+    def resolve_format(self, extras: Iterable[str] = ()) -> str:
+        """The concrete format for this run: ``auto`` becomes ``table`` on a terminal, ``jsonl`` otherwise."""
+        allowed = (*BASE_FORMATS, *extras)
+        fmt = (self.settings.format or "auto").lower()
+        if fmt not in allowed:
+            raise UsageError(f"unknown --format {fmt!r}; choose one of: {', '.join(allowed)}")
+        if fmt == "auto":
+            return "table" if stdout_is_terminal() else "jsonl"
+        return fmt
+
+    def console(self):
+        """The Rich console on stdout (tables)."""
+        if self.stdout_console is None:
+            from rich.console import Console
+
+            self.stdout_console = Console(soft_wrap=False, highlight=False)
+        return self.stdout_console
+
+    def err_console(self):
+        """The Rich console on stderr (messages, warnings, progress)."""
+        if self.stderr_console is None:
+            from rich.console import Console
+
+            self.stderr_console = Console(stderr=True, highlight=False)
+        return self.stderr_console
+
+    @property
+    def quiet(self) -> bool:
+        return self.settings.quiet
 
 
-settings = Settings()
+_current = Output()
 
 
-def configure(*, format: str | None = None, quiet: bool | None = None, debug: bool | None = None) -> None:
-    """Set the run-wide output settings (only the ones given)."""
-    if format is not None:
-        settings.format = format
-    if quiet is not None:
-        settings.quiet = quiet
-    if debug is not None:
-        settings.debug = debug
+def current() -> Output:
+    """This run's output sink."""
+    return _current
+
+
+def use(out: Output) -> Output:
+    """Make ``out`` this run's sink (`cli.main` at the start of a run; tests); returns it."""
+    global _current
+    _current = out
+    return out
+
+
+def configure(*, format: str | None = None, quiet: bool | None = None) -> None:
+    """Set the run's output settings (only the ones given): a command's own ``--format``/``-q`` and the like."""
+    current().configure(format=format, quiet=quiet)
 
 
 def stdout_is_terminal() -> bool:
@@ -67,40 +121,21 @@ def stderr_is_terminal() -> bool:
 
 def resolve_format(extras: Iterable[str] = ()) -> str:
     """The concrete format for this run: ``auto`` becomes ``table`` on a terminal, ``jsonl`` otherwise."""
-    allowed = (*BASE_FORMATS, *extras)
-    fmt = (settings.format or "auto").lower()
-    if fmt not in allowed:
-        raise UsageError(f"unknown --format {fmt!r}; choose one of: {', '.join(allowed)}")
-    if fmt == "auto":
-        return "table" if stdout_is_terminal() else "jsonl"
-    return fmt
+    return current().resolve_format(extras)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # consoles
 
-_stdout_console = None
-_stderr_console = None
-
 
 def console():
     """The Rich console on stdout (tables)."""
-    global _stdout_console
-    if _stdout_console is None:
-        from rich.console import Console
-
-        _stdout_console = Console(soft_wrap=False, highlight=False)
-    return _stdout_console
+    return current().console()
 
 
 def err_console():
     """The Rich console on stderr (messages, warnings, progress)."""
-    global _stderr_console
-    if _stderr_console is None:
-        from rich.console import Console
-
-        _stderr_console = Console(stderr=True, highlight=False)
-    return _stderr_console
+    return current().err_console()
 
 
 #: Shading from little to much, for views that show an amount by colour: where a console shows no colour
@@ -131,7 +166,7 @@ def score_bar(score: float, width: int = 20) -> str:
 
 def info(message: str) -> None:
     """A progress/status message on stderr, silenced by ``-q`` (plain, unwrapped text when not a terminal)."""
-    if settings.quiet:
+    if current().quiet:
         return
     if stderr_is_terminal():
         err_console().print(message, markup=False, highlight=False)
@@ -159,7 +194,7 @@ def _plain_stderr(line: str) -> None:
 
 def progress_enabled() -> bool:
     """Progress bars only on a terminal and never with ``-q``."""
-    return not settings.quiet and stderr_is_terminal()
+    return not current().quiet and stderr_is_terminal()
 
 
 def make_progress(*, total: float | None = None, unit: str = "items", transient: bool = True):
@@ -326,7 +361,7 @@ class DownloadProgressBar:
             self._progress.update(self._task, files=f"{files}/{self._total_files} files")
 
     def notice(self, message: str) -> None:
-        if self._progress is not None and not settings.quiet:
+        if self._progress is not None and not current().quiet:
             self._progress.console.print(message, markup=False, highlight=False)
         else:
             info(message)

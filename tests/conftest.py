@@ -105,6 +105,22 @@ def minilm_dir() -> Path:
 
 
 @pytest.fixture
+def run_output():
+    """A fresh run for a command run in this process: new `RunSettings` and a new `Output` (with its own
+    consoles, made on first use), as `cli.main` makes them; the previous ones are put back afterwards.
+
+    Returns the `Output`: a test may set ``.settings`` fields or hand it consoles (``.stderr_console``).
+    """
+    from bertcli import output, settings
+
+    before = settings.current(), output.current()
+    out = output.use(output.Output(settings.use(settings.RunSettings())))
+    yield out
+    settings.use(before[0])
+    output.use(before[1])
+
+
+@pytest.fixture
 def run_cli(tmp_path: Path):
     """Run `python -m bertcli ARGS...` in a subprocess; returns a CompletedProcess.
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bertcli import cli, output
+from bertcli import cli
 from bertcli.schema import SCHEMAS, markdown, problems
 from tests.conftest import REPO_ROOT
 from tests.hubserver import fake_hub, publish  # noqa: F401 - fixture
@@ -28,9 +28,7 @@ COVERED: set[str] = set()
 
 def _run_inprocess(argv: list[str]) -> tuple[int, str]:
     """`bertcli ARGV` in this process: (exit code, stdout)."""
-    output.settings = output.Settings()
-    output._stdout_console = None
-    cli.run_settings.__init__()
+    # cli.main makes this run's settings and output sink afresh (so no state leaks from the previous run)
     buffer = io.StringIO()
     code = 0
     with contextlib.redirect_stdout(buffer):

@@ -12,9 +12,9 @@ from bertcli.errors import OutputError, UsageError
 
 
 @pytest.fixture(autouse=True)
-def reset():
+def reset(run_output):
+    """Each test starts from a fresh run's settings and sink."""
     yield
-    output.configure(format="auto", quiet=False)
 
 
 def test_auto_is_jsonl_when_piped(capsys):

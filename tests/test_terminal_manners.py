@@ -19,11 +19,10 @@ from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture
-def terminal_stderr(monkeypatch):
+def terminal_stderr(monkeypatch, run_output):
     """stderr is a (captured) terminal, stdout a pipe; returns the stderr buffer."""
     buffer = io.StringIO()
-    monkeypatch.setattr(output, "settings", output.Settings())
-    monkeypatch.setattr(output, "_stderr_console", Console(file=buffer, force_terminal=True, width=100))
+    run_output.stderr_console = Console(file=buffer, force_terminal=True, width=100)
     monkeypatch.setattr(output, "stderr_is_terminal", lambda: True)
     monkeypatch.setattr(output, "stdout_is_terminal", lambda: False)
     return buffer

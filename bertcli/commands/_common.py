@@ -1,32 +1,72 @@
-"""Options every command shares, declared once, and the small glue between options and the core."""
+"""Options every command shares, declared once, and the small glue between options and the core.
+
+Options with a fixed set of values are typed with str Enums built from the core's tuples (`bertcli.choices`),
+so ``--help`` lists the values, the shell completes them and click checks them once: `Format` and
+`format_option` here, the model-running commands' own (`--pooling`, `--backend` …) in `_choices`.
+"""
 
 from __future__ import annotations
 
+import os
+from enum import Enum
 from typing import Annotated
 
 import typer
 
-from bertcli import output
+from bertcli import output, settings
+from bertcli.choices import BASE_FORMATS, DEVICE_KINDS, choice_enum
+from bertcli.env import hub_cache_dir
 from bertcli.errors import HubError, OfflineError
-from bertcli.resolve import ResolvedModel, resolve_model
+from bertcli.resolve import ALIASES, ResolvedModel, resolve_model
 
 FORMAT_HELP = "Output: auto (table on a terminal, jsonl when piped), table, json, jsonl, tsv"
 
+
+def complete_model(ctx: typer.Context, incomplete: str) -> list[str]:
+    """`-m <TAB>`: the aliases and the repo ids in the hub cache (a directory listing: no hub, no torch)."""
+    names = list(ALIASES)
+    root_params = ctx.find_root().params if ctx is not None else {}
+    try:
+        with os.scandir(hub_cache_dir(root_params.get("cache_dir"))) as entries:
+            names += sorted(entry.name[len("models--"):].replace("--", "/") for entry in entries
+                            if entry.name.startswith("models--") and entry.is_dir())
+    except OSError:  # no cache yet, or unreadable: the aliases still complete
+        pass
+    return [name for name in names if name.startswith(incomplete)]
+
+
+def complete_device(incomplete: str) -> list[str]:
+    """`--device <TAB>`: the device kinds (``cuda:N`` is typed by hand)."""
+    return [kind for kind in DEVICE_KINDS if kind.startswith(incomplete)]
+
+
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", envvar="BERTCLI_MODEL", show_envvar=True,
+    typer.Option("--model", "-m", envvar="BERTCLI_MODEL", show_envvar=True, autocompletion=complete_model,
                  help="Alias (bert, albert, roberta, electra, …), hub id org/name[@rev], folder, or tokenizer file."),
 ]
-FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help=FORMAT_HELP, show_default=False)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or info messages on stderr.")]
 QuietLongOpt = Annotated[bool, typer.Option("--quiet", help="No progress or info messages on stderr.")]
 RevisionOpt = Annotated[str | None, typer.Option("--revision", help="Hub revision: branch, tag or commit.")]
+DeviceOpt = Annotated[str, typer.Option("--device", autocompletion=complete_device,
+                                        help="cpu, cuda, cuda:N, mps or auto.")]
+
+#: --format's type for the commands with no formats of their own (a member is its plain string: ``"json"``)
+Format = choice_enum("Format", BASE_FORMATS)
+
+
+def format_option(enum: type[Enum] = Format, help: str = FORMAT_HELP):
+    """The per-command ``--format/-f`` typed by ``enum`` (`Format`, or a command's own with its extras)."""
+    return Annotated[enum | None, typer.Option("--format", "-f", help=help, show_default=False, case_sensitive=False)]
+
+
+FormatOpt = format_option()
 
 
 def apply_output(fmt: str | None = None, quiet: bool = False) -> None:
     """Per-command --format/--quiet override the global ones."""
     if fmt is not None:
-        output.configure(format=fmt)
+        output.configure(format=str(fmt))
     if quiet:
         output.configure(quiet=True)
 
@@ -37,11 +77,10 @@ def resolve(ref: str | None, *, revision: str | None = None, config_only: bool =
     ``config_only`` (config, variants -m, inspect): an alias that is not cached and cannot be downloaded falls
     back to its bundled config.json (`bertcli.bundled`), with a note on stderr.
     """
-    from bertcli.cli import run_settings
-
+    run = settings.current()
     try:
-        resolved = resolve_model(ref, revision=revision, cache_dir=run_settings.cache_dir,
-                                 offline=run_settings.offline, token=run_settings.token, on_download=output.info,
+        resolved = resolve_model(ref, revision=revision, cache_dir=run.cache_dir,
+                                 offline=run.offline, token=run.token, on_download=output.info,
                                  progress=output.DownloadProgressBar())
     except (OfflineError, HubError):
         from bertcli.bundled import bundled_model, bundled_note

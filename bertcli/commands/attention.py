@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from bertcli import files, output
-from bertcli.commands._common import FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
+from bertcli.commands._choices import Scale
+from bertcli.commands._common import DeviceOpt, FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
 from bertcli.errors import UsageError
 from bertcli.inputs import iter_lines, require_nonempty
 
@@ -34,10 +35,10 @@ def attention(
     head: Annotated[str, typer.Option("--head", "-H", help="Head, 0-based as in transformers (negative from the end), or 'mean' for the mean of all heads.")] = "mean",
     top: Annotated[int | None, typer.Option("--top", "-t", min=1, help="List each token's N most-attended tokens instead of the map.")] = None,
     png: Annotated[Path | None, typer.Option("--png", help="Write the map as a PNG picture (needs: pip install 'bertcli[plot]').")] = None,
-    scale: Annotated[str, typer.Option("--scale", help="Colour scale: auto (linear up to 64 tokens, log beyond), linear, log.")] = "auto",
+    scale: Annotated[Scale, typer.Option("--scale", case_sensitive=False, help="Colour scale: auto (linear up to 64 tokens, log beyond), linear, log.")] = "auto",
     cells: Annotated[int | None, typer.Option("--cells", min=2, help="At most N×N cells in the terminal map (default: what fits the width, ≤ 64).")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="Read the text from FILE ('-' = stdin).")] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N, mps or auto.")] = "auto",
+    device: DeviceOpt = "auto",
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -48,7 +49,7 @@ def attention(
     width; each cell is the attention mass one bucket gives another, and the view says so. With --png only
     the picture is written unless --top or --format asks for output too.
     """
-    explicit_format = fmt is not None or output.settings.format not in (None, "auto")
+    explicit_format = fmt is not None or output.current().settings.format not in (None, "auto")
     apply_output(fmt, quiet)
     fmt_resolved = output.resolve_format()
     from bertcli.attention import (
@@ -56,12 +57,10 @@ def attention(
         check_config,
         load_attention_reader,
         parse_head,
-        pick_scale,
         require_matplotlib,
     )
 
     head_value = parse_head(head)
-    pick_scale(scale, 0)  # validate before loading anything
     if png is not None:
         require_matplotlib()
         files.check_target(png, option="--png")  # a folder or a missing folder: exit 9 before any work

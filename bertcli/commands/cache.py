@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from bertcli import output
-from bertcli.commands._common import FormatOpt, QuietOpt, apply_output, examples
+from bertcli import output, settings
+from bertcli.commands._common import FormatOpt, QuietOpt, apply_output, complete_model, examples
 from bertcli.errors import ModelFileError, UsageError
 from bertcli.units import format_bytes
 
@@ -21,7 +21,7 @@ app = typer.Typer(
     epilog=examples("bertcli cache ls", "bertcli cache rm albert -y", "bertcli cache verify org/name"),
 )
 
-ModelArg = Annotated[str, typer.Argument(metavar="MODEL[@REV]", help="Alias or hub id, optionally @branch/tag/commit.", show_default=False)]
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL[@REV]", autocompletion=complete_model, help="Alias or hub id, optionally @branch/tag/commit.", show_default=False)]
 
 
 @app.command("ls", epilog=examples("bertcli cache ls", "bertcli cache ls --all --format json"))
@@ -33,17 +33,16 @@ def ls(
     """List cached models: repo, revisions, size, last used, files, and whether the weights are complete."""
     apply_output(fmt, quiet)
     from bertcli import cache
-    from bertcli.cli import run_settings
 
     fmt_resolved = output.resolve_format()
-    models = cache.list_models(run_settings.cache_dir, all_repos=all_repos)
-    for problem in cache.cache_problems(run_settings.cache_dir):
+    models = cache.list_models(settings.current().cache_dir, all_repos=all_repos)
+    for problem in cache.cache_problems(settings.current().cache_dir):
         output.warn(f"unreadable cache entry: {problem}")
     if not models:
         from bertcli.env import hub_cache_dir
 
-        root = hub_cache_dir(run_settings.cache_dir)
-        if all_repos or not cache.list_models(run_settings.cache_dir, all_repos=True):
+        root = hub_cache_dir(settings.current().cache_dir)
+        if all_repos or not cache.list_models(settings.current().cache_dir, all_repos=True):
             output.info(f"the hub cache {root} holds no models")
         else:
             output.info(f"the hub cache {root} holds no BERT-family models (--all lists the other repos)")
@@ -111,10 +110,9 @@ def rm(
     """
     apply_output(fmt, quiet)
     from bertcli import cache
-    from bertcli.cli import run_settings
 
     fmt_resolved = output.resolve_format()
-    removal = cache.plan_removal(model, cache_dir=run_settings.cache_dir)
+    removal = cache.plan_removal(model, cache_dir=settings.current().cache_dir)
     what = removal.repo_id if removal.whole_repo else f"{removal.repo_id} ({', '.join(c[:12] for c in removal.commits)})"
     record = removal.record() | {"removed": False}
     if dry_run:
@@ -145,10 +143,9 @@ def verify(model: ModelArg, fmt: FormatOpt = None, quiet: QuietOpt = False) -> N
     """
     apply_output(fmt, quiet)
     from bertcli import cache
-    from bertcli.cli import run_settings
 
     fmt_resolved = output.resolve_format()
-    checks = cache.verify(model, cache_dir=run_settings.cache_dir)
+    checks = cache.verify(model, cache_dir=settings.current().cache_dir)
     output.emit((c.record() for c in checks), fmt=fmt_resolved, table=_verify_table,
                 tsv_columns=["commit", "file", "size", "status", "check", "detail"])
     failed = [c for c in checks if c.failed]

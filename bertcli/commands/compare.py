@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from bertcli import output
-from bertcli.commands._common import FormatOpt, QuietOpt, apply_output, examples, resolve
+from bertcli.commands._common import FormatOpt, QuietOpt, apply_output, complete_model, examples, resolve
 from bertcli.errors import BadInputError, UsageError
 from bertcli.inputs import iter_lines, require_nonempty
 
@@ -29,7 +29,7 @@ CHIPS_DIFFERENT = ("black on bright_yellow", "black on bright_magenta")
 
 def compare(
     texts: Annotated[list[str] | None, typer.Argument(metavar="[TEXT]...", help="Texts to compare (default: lines of --file or stdin).", show_default=False)] = None,
-    models: Annotated[list[str] | None, typer.Option("--model", "-m", help="A model to compare (give two or more: -m A -m B [-m C]); alias, hub id, folder or tokenizer file.", show_default=False)] = None,
+    models: Annotated[list[str] | None, typer.Option("--model", "-m", autocompletion=complete_model, help="A model to compare (give two or more: -m A -m B [-m C]); alias, hub id, folder or tokenizer file.", show_default=False)] = None,
     file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin); at most 100,000 characters a text.")] = None,
     special: Annotated[bool, typer.Option("--special-tokens", help="Include [CLS]/[SEP] (<s>/</s>) in tokens and counts.")] = False,
     fmt: FormatOpt = None,

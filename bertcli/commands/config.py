@@ -7,7 +7,16 @@ from typing import Annotated, Any
 import typer
 
 from bertcli import output
-from bertcli.commands._common import FormatOpt, ModelOpt, QuietOpt, RevisionOpt, apply_output, examples, resolve
+from bertcli.commands._common import (
+    FormatOpt,
+    ModelOpt,
+    QuietOpt,
+    RevisionOpt,
+    apply_output,
+    complete_model,
+    examples,
+    resolve,
+)
 from bertcli.errors import ModelFileError, UsageError
 
 EXAMPLES = examples(
@@ -19,9 +28,9 @@ EXAMPLES = examples(
 
 
 def config(
-    model_arg: Annotated[str | None, typer.Argument(metavar="[MODEL]", help="Model (same as --model).", show_default=False)] = None,
+    model_arg: Annotated[str | None, typer.Argument(metavar="[MODEL]", autocompletion=complete_model, help="Model (same as --model).", show_default=False)] = None,
     model: ModelOpt = None,
-    diff: Annotated[str | None, typer.Option("--diff", help="Show only the fields that differ from this model, side by side.")] = None,
+    diff: Annotated[str | None, typer.Option("--diff", autocompletion=complete_model, help="Show only the fields that differ from this model, side by side.")] = None,
     params: Annotated[bool, typer.Option("--params/--no-params", help="Show the parameter arithmetic.")] = True,
     revision: RevisionOpt = None,
     fmt: FormatOpt = None,

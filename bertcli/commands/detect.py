@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from bertcli import output
-from bertcli.commands._common import FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
+from bertcli.commands._common import DeviceOpt, FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
 from bertcli.errors import UsageError
 from bertcli.inputs import iter_lines, require_nonempty
 
@@ -27,7 +27,7 @@ def detect(
     model: ModelOpt = None,
     replace: Annotated[list[str] | None, typer.Option("--replace", "-r", metavar="POS|OLD=WORD", help="Swap a word for WORD first: word number POS (1-based, as the tokenizer splits words: punctuation counts) or the word OLD itself (its first occurrence); repeatable; one TEXT only.")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N, mps or auto.")] = "auto",
+    device: DeviceOpt = "auto",
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:

@@ -6,8 +6,17 @@ from typing import Annotated
 
 import typer
 
-from bertcli import hub, output
-from bertcli.commands._common import FormatOpt, QuietOpt, RevisionOpt, apply_output, examples
+from bertcli import hub, output, settings
+from bertcli.choices import BASE_FORMATS, choice_enum
+from bertcli.commands._common import (
+    FORMAT_HELP,
+    QuietOpt,
+    RevisionOpt,
+    apply_output,
+    complete_model,
+    examples,
+    format_option,
+)
 from bertcli.errors import UsageError
 from bertcli.units import format_bytes
 
@@ -19,9 +28,14 @@ EXAMPLES = examples(
     "bertcli embed -m \"$(bertcli download albert -q)\" \"Beijing is a beautiful city\"",
 )
 
+#: ``path``: the snapshot folder on stdout (what auto and table print too)
+FORMATS = ("auto", "path", *BASE_FORMATS[1:])
+DownloadFormat = choice_enum("DownloadFormat", FORMATS)
+DownloadFormatOpt = format_option(DownloadFormat, FORMAT_HELP + ", path (the folder only)")
+
 
 def download(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="Alias (bert, albert, …) or hub id org/name[@rev].", show_default=False)],
+    model: Annotated[str, typer.Argument(metavar="MODEL", autocompletion=complete_model, help="Alias (bert, albert, …) or hub id org/name[@rev].", show_default=False)],
     files: Annotated[list[str] | None, typer.Argument(metavar="FILES", help="Only these files (paths in the repo).", show_default=False)] = None,
     revision: RevisionOpt = None,
     include: Annotated[list[str] | None, typer.Option("--include", help="Glob of files to fetch instead of the default selection (repeatable).", show_default=False)] = None,
@@ -31,7 +45,7 @@ def download(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be fetched (sizes, already cached) and stop.")] = False,
     lock_timeout: Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for another process downloading the same files (0: forever).")] = hub.DEFAULT_LOCK_TIMEOUT,
     token: Annotated[str | None, typer.Option("--token", help="Hub token for gated or private repos (default: HF_TOKEN).", show_default=False)] = None,
-    fmt: FormatOpt = None,
+    fmt: DownloadFormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Download a hub model into the Hugging Face cache (shared with transformers and `hf`), or --local-dir.
@@ -41,22 +55,20 @@ def download(
     Prints the snapshot folder on stdout (a JSON record with --format json); progress goes to stderr.
     """
     apply_output(fmt, quiet)
-    from bertcli.cli import run_settings
     from bertcli.resolve import canonical_repo_id, split_revision
 
     name, rev_in_ref = split_revision(model)
     if revision and rev_in_ref and revision != rev_in_ref:
         raise UsageError(f"two revisions given: {model!r} and --revision {revision}")
     repo_id, _alias = canonical_repo_id(name)
-    fmt_resolved = (output.settings.format or "auto").lower()
-    allowed = ("auto", "path", "table", "json", "jsonl", "tsv")
-    if fmt_resolved not in allowed:
-        raise UsageError(f"unknown --format {fmt_resolved!r}; choose one of: {', '.join(allowed)}")
+    fmt_resolved = (output.current().settings.format or "auto").lower()
+    if fmt_resolved not in FORMATS:  # the global --format takes every command's formats
+        raise UsageError(f"unknown --format {fmt_resolved!r}; choose one of: {', '.join(FORMATS)}")
     progress = hub.SilentProgress() if dry_run else output.DownloadProgressBar()
     result = hub.download(
         repo_id, revision=revision or rev_in_ref, files=files or None, include=include or None,
-        exclude=exclude or None, allow_pickle=allow_pickle, cache_dir=run_settings.cache_dir, local_dir=local_dir,
-        token=token or run_settings.token, offline=run_settings.offline, dry_run=dry_run,
+        exclude=exclude or None, allow_pickle=allow_pickle, cache_dir=settings.current().cache_dir, local_dir=local_dir,
+        token=token or settings.current().token, offline=settings.current().offline, dry_run=dry_run,
         lock_timeout=lock_timeout or None, progress=progress,
     )
     if dry_run:

@@ -10,7 +10,9 @@ from typing import Annotated
 import typer
 
 from bertcli import files, output
-from bertcli.commands._common import FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
+from bertcli.choices import BASE_FORMATS, choice_enum
+from bertcli.commands._choices import Backend, Compute, Dtype, Engine, OnLong, Pooling, Quantize
+from bertcli.commands._common import DeviceOpt, ModelOpt, QuietOpt, apply_output, examples, format_option, resolve
 from bertcli.errors import BadInputError, UsageError
 
 EXAMPLES = examples(
@@ -26,35 +28,38 @@ EXAMPLES = examples(
 SUFFIX_FORMATS = {".npy": "npy", ".jsonl": "jsonl", ".json": "json", ".tsv": "tsv"}
 TABLE_BATCH = 256
 EDGE = 3  # values shown at each end of a vector in the table
+FORMATS = (*BASE_FORMATS, "npy")
+EmbedFormat = choice_enum("EmbedFormat", FORMATS)
+EmbedFormatOpt = format_option(EmbedFormat, help="Output: auto (table on a terminal, jsonl when piped), table, json, jsonl, tsv, npy")
 
 
 def embed(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to embed (default: lines of --file or stdin).", show_default=False)] = None,
     model: ModelOpt = None,
     file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
-    pooling: Annotated[str | None, typer.Option("--pooling", "-p", help="cls | pooler | mean | max | none (one vector per token). Default: the folder's sentence-transformers pooling, else mean.", show_default=False)] = None,
+    pooling: Annotated[Pooling | None, typer.Option("--pooling", "-p", help="cls | pooler | mean | max | none (one vector per token). Default: the folder's sentence-transformers pooling, else mean.", show_default=False)] = None,
     layer: Annotated[int | None, typer.Option("--layer", help="Layer to pool: 0 = the embedding output, 1…L = the encoder layers (the numbers attention's --layer uses), negative counts from the end (-1 = last).", show_default=False)] = None,
     normalize: Annotated[bool | None, typer.Option("--normalize/--no-normalize", help="L2-normalize vectors. Default: as the sentence-transformers folder says, else no.", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option("--output", "-o", help="Write to FILE atomically (format from -f or the suffix: .npy .jsonl .json .tsv).")] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="Output precision: float32 | float16.")] = "float32",
+    dtype: Annotated[Dtype, typer.Option("--dtype", help="Output precision: float32 | float16.")] = "float32",
     similarity: Annotated[bool, typer.Option("--similarity", help="Print the cosine similarity matrix of the inputs instead of vectors.")] = False,
-    device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N | mps | auto.")] = "auto",
+    device: DeviceOpt = "auto",
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch or ONNX Runtime, per worker with --engine ray (default: the physical cores; / --workers on a local Ray runtime; 1 on a cluster).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="At most N texts per batch (default: only the token budget bounds it).")] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Token budget of a batch: texts × longest text, padding included (default: 1024 on cpu, 16384 on a GPU).", show_default=False)] = None,
     max_length: Annotated[int | None, typer.Option("--max-length", min=2, help="Truncate texts to N tokens (default: the model's limit; 256 for sentence-transformers MiniLM).")] = None,
-    compute: Annotated[str, typer.Option("--compute", help="Matmul precision: float32 (exact) | bfloat16 | float16 (torch.autocast: ~1.7× faster on CPUs with AVX512-BF16/AMX, cosine ≥ 0.9999 to float32).")] = "float32",
-    on_long: Annotated[str, typer.Option("--on-long", help="Texts over the limit: truncate (one counted warning) | error.")] = "truncate",
-    backend: Annotated[str, typer.Option("--backend", help="torch | onnx (ONNX Runtime on CPU, exported once into bertcli's cache; needs bertcli[onnx]).")] = "torch",
-    quantize: Annotated[str | None, typer.Option("--quantize", help="int8: dynamic int8 weights with --backend onnx (faster, cosine ~0.98–0.99 to float32).", show_default=False)] = None,
-    engine: Annotated[str, typer.Option("--engine", help="local (this process) | ray (Ray Data actors; input --file FILE|FOLDER|GLOB, -o FOLDER of Parquet shards; needs bertcli[ray]).")] = "local",
+    compute: Annotated[Compute, typer.Option("--compute", help="Matmul precision: float32 (exact) | bfloat16 | float16 (torch.autocast: ~1.7× faster on CPUs with AVX512-BF16/AMX, cosine ≥ 0.9999 to float32).")] = "float32",
+    on_long: Annotated[OnLong, typer.Option("--on-long", help="Texts over the limit: truncate (one counted warning) | error.")] = "truncate",
+    backend: Annotated[Backend, typer.Option("--backend", case_sensitive=False, help="torch | onnx (ONNX Runtime on CPU, exported once into bertcli's cache; needs bertcli[onnx]).")] = "torch",
+    quantize: Annotated[Quantize | None, typer.Option("--quantize", help="int8: dynamic int8 weights with --backend onnx (faster, cosine ~0.98–0.99 to float32).", show_default=False)] = None,
+    engine: Annotated[Engine, typer.Option("--engine", help="local (this process) | ray (Ray Data actors; input --file FILE|FOLDER|GLOB, -o FOLDER of Parquet shards; needs bertcli[ray]).")] = "local",
     address: Annotated[str | None, typer.Option("--address", help="--engine ray: join a cluster (auto | HOST:PORT | ray://HOST:PORT); default: a local runtime on 127.0.0.1. An address that does not answer fails at once, one that cannot be joined within 30 s fails then (exit 8).", show_default=False)] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="--engine ray: actors (model loads); a local runtime gets workers × threads CPUs.")] = 2,
     text_column: Annotated[str, typer.Option("--text-column", help="--engine ray: the text field of .jsonl/.parquet input.")] = "text",
     id_column: Annotated[str | None, typer.Option("--id-column", help="--engine ray: the id field of .jsonl/.parquet input (default: row number).", show_default=False)] = None,
     keep_text: Annotated[bool, typer.Option("--keep-text", help="--engine ray: store the text beside each vector.")] = False,
     shard_rows: Annotated[int, typer.Option("--shard-rows", min=1, help="--engine ray: input rows per output shard (the unit of resume).")] = 10_000,
-    fmt: FormatOpt = None,
+    fmt: EmbedFormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Embed texts: one vector per text (cls, pooler, mean or max pooling) or one per token.
@@ -64,8 +69,6 @@ def embed(
     folder (modules.json) gives exactly the vectors sentence-transformers gives.
     """
     apply_output(fmt, quiet)
-    if engine not in ("local", "ray"):
-        raise UsageError(f"unknown --engine {engine!r}: choose local or ray")
     from bertcli.backends import check_backend
 
     backend = check_backend(backend, quantize)
@@ -78,17 +81,11 @@ def embed(
         return
     if out is not None and files.standard_stream(out) == 1:
         out = None  # -o - and -o /dev/stdout are stdout: the same formats and checks as without -o
-    if fmt is None and output.settings.format in (None, "auto") and out is not None:
+    if fmt is None and output.current().settings.format in (None, "auto") and out is not None:
         inferred = SUFFIX_FORMATS.get(out.suffix.lower())
         if inferred:
             output.configure(format=inferred)
     fmt_resolved = output.resolve_format(extras=("npy",))
-    if dtype not in ("float32", "float16"):
-        raise UsageError(f"unknown --dtype {dtype!r}: choose float32 or float16")
-    if on_long not in ("truncate", "error"):
-        raise UsageError(f"unknown --on-long {on_long!r}: choose truncate or error")
-    if pooling is not None and pooling not in ("cls", "pooler", "mean", "max", "none"):
-        raise UsageError(f"unknown --pooling {pooling!r}: choose one of cls, pooler, mean, max, none")
     if similarity and pooling == "none":
         raise UsageError("--similarity compares one vector per text; it does not go with --pooling none")
     if fmt_resolved == "npy" and pooling == "none" and not similarity:
@@ -185,7 +182,7 @@ def _run_ray(*, texts, model, file, out, pooling, normalize, layer, max_length, 
         raise UsageError("--engine ray runs its workers on CPU: use --device cpu")
     if compute != "float32" or dtype != "float32":
         raise UsageError("--engine ray writes float32 vectors (--compute/--dtype are for the local engine)")
-    chosen = (output.settings.format or "auto").lower()
+    chosen = (output.current().settings.format or "auto").lower()
     if chosen != "auto":
         raise UsageError(f"--engine ray writes Parquet shards and manifest.json into the -o folder: --format "
                          f"{chosen} is for the local engine (read the shards with pyarrow or pandas)")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from bertcli import output
-from bertcli.commands._common import FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
+from bertcli.commands._common import DeviceOpt, FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
 from bertcli.inputs import batched, iter_lines, require_nonempty
 
 EXAMPLES = examples(
@@ -26,7 +26,7 @@ def fill_mask(
     model: ModelOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Fillers to list per mask.")] = 5,
     file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N, mps or auto.")] = "auto",
+    device: DeviceOpt = "auto",
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:

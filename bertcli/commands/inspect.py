@@ -7,7 +7,16 @@ from typing import Annotated
 import typer
 
 from bertcli import output
-from bertcli.commands._common import FormatOpt, ModelOpt, QuietOpt, RevisionOpt, apply_output, examples, resolve
+from bertcli.commands._common import (
+    FormatOpt,
+    ModelOpt,
+    QuietOpt,
+    RevisionOpt,
+    apply_output,
+    complete_model,
+    examples,
+    resolve,
+)
 from bertcli.errors import ModelFileError, UsageError
 
 EXAMPLES = examples(
@@ -22,7 +31,7 @@ TENSOR_COLUMNS = ["module", "name", "shape", "dtype", "parameters", "file"]
 
 
 def inspect(
-    model_arg: Annotated[str | None, typer.Argument(metavar="[MODEL]", help="Model (same as --model).", show_default=False)] = None,
+    model_arg: Annotated[str | None, typer.Argument(metavar="[MODEL]", autocompletion=complete_model, help="Model (same as --model).", show_default=False)] = None,
     model: ModelOpt = None,
     tensors: Annotated[bool, typer.Option("--tensors", help="List the weight tensors (name, shape, dtype, parameters) grouped by module.")] = False,
     filter_: Annotated[str | None, typer.Option("--filter", metavar="GLOB", help="Only tensors whose name matches GLOB (implies --tensors; no wildcard = substring).")] = None,

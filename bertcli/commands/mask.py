@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from bertcli import output
+from bertcli.commands._choices import Strategy
 from bertcli.commands._common import FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
 from bertcli.errors import BadInputError, ModelFileError, UsageError
 
@@ -36,11 +37,11 @@ STYLES = {"mask": "bold white on red", "random": "black on yellow", "same": "bla
 def mask(
     text: Annotated[str, typer.Argument(help="The text to mask.", show_default=False)],
     model: ModelOpt = None,
-    strategy: Annotated[str, typer.Option("--strategy", "-s", help=STRATEGY_HELP)] = "static",
+    strategy: Annotated[Strategy, typer.Option("--strategy", "-s", help=STRATEGY_HELP)] = "static",
     epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Show the masks of N epochs, streamed as they are drawn (default: 3 for dynamic, else 1; at most 100,000).", show_default=False)] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="Random seed (default: a fresh one, printed so the run can be repeated).", show_default=False)] = None,
     mask_prob: Annotated[float, typer.Option("--mask-prob", help="Share of the tokens to select for prediction.")] = 0.15,
-    samples: Annotated[int | None, typer.Option("--samples", min=1, help="Statistics mode: mask the text N times and compare the observed rate, 80/10/10 split and span lengths with the expected distributions (at most 1,000,000).", show_default=False)] = None,
+    samples: Annotated[int | None, typer.Option("--samples", min=1, help="Statistics mode: mask the text N times (at most 1,000,000) and compare the observed rate, 80/10/10 split and span lengths with the expected distributions.", show_default=False)] = None,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -51,10 +52,8 @@ def mask(
     For span masking the span boundary tokens (just outside each span, what SBO predicts from) are marked ⟨ ⟩.
     """
     apply_output(fmt, quiet)
-    from bertcli.masking import RESAMPLED_EACH_EPOCH, STRATEGIES
+    from bertcli.masking import RESAMPLED_EACH_EPOCH
 
-    if strategy not in STRATEGIES:
-        raise UsageError(f"unknown --strategy {strategy!r}", hint=f"choose one of: {', '.join(STRATEGIES)}")
     if not 0.0 < mask_prob <= 1.0:
         raise UsageError(f"--mask-prob must be in (0, 1], got {mask_prob}")
     if samples is not None and epochs is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bertcli import output
+from bertcli import output, settings
 from bertcli.commands._common import FormatOpt, QuietOpt, apply_output, examples
 
 EXAMPLES = examples("bertcli models", "bertcli models --format json | jq -r '.[].repo_id'")
@@ -11,13 +11,12 @@ EXAMPLES = examples("bertcli models", "bertcli models --format json | jq -r '.[]
 def models(fmt: FormatOpt = None, quiet: QuietOpt = False) -> None:
     """List the model aliases (bert, albert, roberta, electra, …), their hub ids, and which are cached."""
     apply_output(fmt, quiet)
-    from bertcli.cli import run_settings
     from bertcli.resolve import ALIASES, lookup_cached_snapshot
 
     fmt_resolved = output.resolve_format()
     records = []
     for alias in ALIASES.values():
-        snapshot = lookup_cached_snapshot(alias.repo_id, cache_dir=run_settings.cache_dir)
+        snapshot = lookup_cached_snapshot(alias.repo_id, cache_dir=settings.current().cache_dir)
         records.append({
             "alias": alias.name,
             "repo_id": alias.repo_id,

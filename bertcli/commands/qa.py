@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from bertcli import output
-from bertcli.commands._common import FormatOpt, ModelOpt, QuietLongOpt, apply_output, examples, resolve
+from bertcli.commands._common import DeviceOpt, FormatOpt, ModelOpt, QuietLongOpt, apply_output, examples, resolve
 from bertcli.errors import BadInputError, UsageError
 from bertcli.inputs import check_utf8, decode_line, open_input, read_document
 
@@ -48,7 +48,7 @@ def qa(
     no_null: Annotated[bool, typer.Option("--no-null", help="Never answer 'no answer': always the best span (transformers' handle_impossible_answer=False).")] = False,
     show_windows: Annotated[bool, typer.Option("--show-windows", help="Also show how the context was split into windows.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Windows per model call.")] = 32,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N, mps or auto.")] = "auto",
+    device: DeviceOpt = "auto",
     fmt: FormatOpt = None,
     quiet: QuietLongOpt = False,
 ) -> None:

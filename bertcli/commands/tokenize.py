@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from bertcli import output
-from bertcli.commands._common import FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
+from bertcli.choices import BASE_FORMATS, choice_enum
+from bertcli.commands._common import FORMAT_HELP, ModelOpt, QuietOpt, apply_output, examples, format_option, resolve
 from bertcli.errors import BadInputError, UsageError
 from bertcli.inputs import Line, batched, iter_lines, require_nonempty
 
@@ -23,6 +24,9 @@ EXAMPLES = examples(
 )
 
 BATCH_LINES = 1024
+#: ``ids`` (one line of ids per text) for tokens; ``text`` (plain lines) for --count and --truncate
+TokenizeFormat = choice_enum("TokenizeFormat", (*BASE_FORMATS, "ids", "text"))
+TokenizeFormatOpt = format_option(TokenizeFormat, FORMAT_HELP + "; ids (tokens), text (--count, --truncate)")
 
 
 def tokenize(
@@ -36,7 +40,7 @@ def tokenize(
     no_special: Annotated[bool, typer.Option("--no-special-tokens", help="Leave out [CLS]/[SEP] (<s>/</s>).")] = False,
     count: Annotated[bool, typer.Option("--count", help="Print only the number of tokens of each text, without special tokens ([CLS]/[SEP]).")] = False,
     truncate: Annotated[int | None, typer.Option("--truncate", min=0, help="Print each text cut to its first N tokens (special tokens not counted), as text.")] = None,
-    fmt: FormatOpt = None,
+    fmt: TokenizeFormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Tokenize texts: tokens, ids, token types, attention mask, offsets.
@@ -99,7 +103,7 @@ def tokenize(
                 line_no += 1
                 yield _record(tok, line_no, firsts[i], seconds[i] if seconds else None, enc)
 
-    if mode != "tokens" and output.settings.format in ("auto", "text"):
+    if mode != "tokens" and output.current().settings.format in ("auto", "text"):
         # ttok-style: plain lines, one per input line, on a terminal and in pipes alike.
         _write_plain(str(r["count"]) if mode == "count" else r["text"] for r in records())
     elif fmt_resolved == "ids":

@@ -8,16 +8,13 @@ import re
 
 import pytest
 
-from bertcli import output
 from bertcli.commands.attention import attention
 
 
 @pytest.fixture
-def inproc(monkeypatch):
+def inproc(monkeypatch, run_output):
     """Run the command function in this process: stdout captured by capsys, a 120-column table console."""
     monkeypatch.setenv("COLUMNS", "120")
-    monkeypatch.setattr(output, "_stdout_console", None)
-    monkeypatch.setattr(output, "settings", output.Settings())
 
     def run(text, **options):
         defaults = dict(model=None, layer=-1, head="mean", top=None, png=None, scale="auto", cells=None, file=None,
@@ -127,21 +124,20 @@ def test_short_map_labels_every_token(inproc, tiny_bert, capsys):
     assert out[-1].strip().startswith("0 ") and out[-1].endswith("(linear scale)")
 
 
-def _terminal(monkeypatch, **kwargs):
-    """A 120-column terminal console as the table console; returns its buffer."""
+def _terminal(out, **kwargs):
+    """A 120-column terminal console as the table console of the run's `Output` ``out``; returns its buffer."""
     import io
 
     from rich.console import Console
 
     buffer = io.StringIO()
-    monkeypatch.setattr(output, "_stdout_console",
-                        Console(file=buffer, force_terminal=True, width=120, soft_wrap=False, highlight=False, **kwargs))
+    out.stdout_console = Console(file=buffer, force_terminal=True, width=120, soft_wrap=False, highlight=False, **kwargs)
     return buffer
 
 
-def test_no_color_terminal_shades_the_map(inproc, monkeypatch, tiny_bert):
+def test_no_color_terminal_shades_the_map(inproc, run_output, tiny_bert):
     """NO_COLOR on a terminal: Rich drops background colours, so the grid and legend must be drawn in ░▒▓█."""
-    buffer = _terminal(monkeypatch, no_color=True)
+    buffer = _terminal(run_output, no_color=True)
     inproc("It was a great day", model=str(tiny_bert), fmt="table")
     raw = buffer.getvalue()
     assert "\x1b[48" not in raw  # no background colour codes (bold and dim stay)
@@ -153,8 +149,8 @@ def test_no_color_terminal_shades_the_map(inproc, monkeypatch, tiny_bert):
     assert "██" in "".join(grid)  # the largest weight is the top of the scale, whatever the model's numbers
 
 
-def test_colour_terminal_paints_the_map(inproc, monkeypatch, tiny_bert):
-    buffer = _terminal(monkeypatch, color_system="truecolor")
+def test_colour_terminal_paints_the_map(inproc, run_output, tiny_bert):
+    buffer = _terminal(run_output, color_system="truecolor")
     inproc("It was a great day", model=str(tiny_bert), fmt="table")
     out = buffer.getvalue()
     assert "\x1b[48;2;" in out  # truecolor backgrounds

@@ -11,17 +11,14 @@ import types
 
 import pytest
 
-from bertcli import output
 from bertcli.commands.detect import detect
 from bertcli.errors import UsageError
 
 
 @pytest.fixture
-def inproc(monkeypatch):
+def inproc(monkeypatch, run_output):
     """Run the command function in this process: stdout captured by capsys, a 100-column table console."""
     monkeypatch.setenv("COLUMNS", "100")
-    monkeypatch.setattr(output, "_stdout_console", None)
-    monkeypatch.setattr(output, "settings", output.Settings())
 
     def run(*texts, stdin: str | None = None, **options):
         if stdin is not None:
@@ -94,18 +91,17 @@ def test_table_marks_the_swap(inproc, tiny_electra, capsys):
     assert [row.split()[2] for row in swapped_rows] == ["at", "##e"]
 
 
-def _terminal(monkeypatch, **kwargs):
+def _terminal(out, **kwargs):
     from rich.console import Console
 
     buffer = io.StringIO()
-    monkeypatch.setattr(output, "_stdout_console",
-                        Console(file=buffer, force_terminal=True, width=100, soft_wrap=False, highlight=False, **kwargs))
+    out.stdout_console = Console(file=buffer, force_terminal=True, width=100, soft_wrap=False, highlight=False, **kwargs)
     return buffer
 
 
-def test_no_color_terminal_shades_the_heat_line(inproc, tiny_electra, monkeypatch):
+def test_no_color_terminal_shades_the_heat_line(inproc, tiny_electra, run_output):
     """NO_COLOR on a terminal drops the heat line's backgrounds: each token then carries its shade (p(replaced))."""
-    buffer = _terminal(monkeypatch, no_color=True)
+    buffer = _terminal(run_output, no_color=True)
     inproc("The chef cooked the meal.", model=str(tiny_electra), fmt="table")
     raw = buffer.getvalue()
     assert "\x1b[48" not in raw
@@ -115,8 +111,8 @@ def test_no_color_terminal_shades_the_heat_line(inproc, tiny_electra, monkeypatc
     assert [re.sub("[░▒▓█]", "", t) for t in shown] == ["the", "c", "##he", "##f", "cook", "##ed", "the", "m", "##ea", "##l", "."]
 
 
-def test_colour_terminal_paints_the_heat_line(inproc, tiny_electra, monkeypatch):
-    buffer = _terminal(monkeypatch, color_system="truecolor")
+def test_colour_terminal_paints_the_heat_line(inproc, tiny_electra, run_output):
+    buffer = _terminal(run_output, color_system="truecolor")
     inproc("The chef cooked the meal.", model=str(tiny_electra), fmt="table")
     heat = buffer.getvalue().splitlines()[0]
     assert "48;2;" in heat  # truecolor backgrounds

@@ -10,19 +10,16 @@ import json
 import numpy as np
 import pytest
 
-from bertcli import output
 from bertcli.commands.embed import embed
 from bertcli.errors import OutputError
 
 
 @pytest.fixture
-def inproc(monkeypatch):
+def inproc(monkeypatch, run_output):
     """Run the command function in this process (stdout via capsys, fresh output settings)."""
     import torch
 
     monkeypatch.setenv("COLUMNS", "120")
-    monkeypatch.setattr(output, "_stdout_console", None)
-    monkeypatch.setattr(output, "settings", output.Settings())
     before = torch.get_num_threads()
     torch.set_num_threads(1)
 
@@ -92,7 +89,8 @@ def test_similarity_json(run_cli, minilm_dir):
 @pytest.mark.parametrize(
     "args, stdin, code, message",
     [
-        (["--pooling", "avg", "x"], None, 2, "error: unknown --pooling 'avg': choose one of cls, pooler, mean, max, none"),
+        (["--pooling", "avg", "x"], None, 2, "error: Invalid value for '--pooling' / '-p': 'avg' is not one of 'cls', 'pooler', 'mean', 'max', 'none'; "
+         "see 'bertcli embed --help'"),
         (["-o", "missing/x.npy", "x"], None, 9, "error: cannot write missing/x.npy: folder missing does not exist"),
         (["-f", "npy", "--pooling", "none", "x"], None, 2, "error: --format npy writes one matrix with one row per "
          "text; --pooling none gives one per token (use -f jsonl)"),

@@ -73,7 +73,7 @@ def test_engine_ray_usage_errors(run_cli, tiny_models, tmp_path):
     cases = [
         (["--engine", "ray", "x"], "error: --engine ray reads --file FILE, FOLDER or GLOB, not TEXT arguments"),
         (["--engine", "ray", "--file", "in.txt"], "error: --engine ray needs -o FOLDER for its Parquet shards and manifest.json"),
-        (["--engine", "spark", "x"], "error: unknown --engine 'spark': choose local or ray"),
+        (["--engine", "spark", "x"], "error: Invalid value for '--engine': 'spark' is not one of 'local', 'ray'; see 'bertcli embed --help'"),
         (["--engine", "ray", "--file", "in.txt", "-o", "v", "--similarity"], "error: --similarity is for the local engine"),
     ]
     for args, message in cases:

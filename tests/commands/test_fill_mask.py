@@ -10,17 +10,14 @@ import types
 
 import pytest
 
-from bertcli import output
 from bertcli.commands.fill_mask import fill_mask
 from bertcli.errors import BadInputError
 
 
 @pytest.fixture
-def inproc(monkeypatch):
+def inproc(monkeypatch, run_output):
     """Run the command function in this process: stdout captured by capsys, a 100-column table console."""
     monkeypatch.setenv("COLUMNS", "100")
-    monkeypatch.setattr(output, "_stdout_console", None)
-    monkeypatch.setattr(output, "settings", output.Settings())
 
     def run(*texts, stdin: str | None = None, **options):
         if stdin is not None:
@@ -107,15 +104,15 @@ def test_file_line_numbers_in_errors(inproc, tiny_bert, tmp_path):
         inproc(model=str(tiny_bert), file=path, fmt="jsonl")
 
 
-def test_no_color_terminal_keeps_the_bars(inproc, tiny_bert, monkeypatch):
+def test_no_color_terminal_keeps_the_bars(inproc, tiny_bert, run_output):
     """NO_COLOR on a terminal: the score bars are characters (█ and ·), so they survive without colour."""
     import re
 
     from rich.console import Console
 
     buffer = io.StringIO()
-    monkeypatch.setattr(output, "_stdout_console", Console(file=buffer, force_terminal=True, no_color=True, width=100,
-                                                           soft_wrap=False, highlight=False))
+    run_output.stdout_console = Console(file=buffer, force_terminal=True, no_color=True, width=100, soft_wrap=False,
+                                        highlight=False)
     inproc("hello [MASK]", model=str(tiny_bert), top_k=3, fmt="table")
     raw = buffer.getvalue()
     assert "\x1b[48" not in raw and "\x1b[38" not in raw  # no colours at all

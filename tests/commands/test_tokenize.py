@@ -96,7 +96,7 @@ def test_one_megabyte_line(run_cli, minilm_dir):
     (["-m", "./missing-folder", "x"], None, 3, "no such file or folder"),
     (["-m", "roberta", "x"], None, 4, "bertcli download FacebookAI/roberta-base"),
     (["-m", "{tmp}", "x"], None, 6, "no config.json and no tokenizer files"),
-    (["-m", "{minilm}", "x", "-f", "yaml"], None, 2, "unknown --format 'yaml'"),
+    (["-m", "{minilm}", "x", "-f", "yaml"], None, 2, "Invalid value for '--format' / '-f': 'yaml' is not one of"),
     (["-m", "{minilm}"], b"ok\n\xff\xfe bad\n", 5, "<stdin>, line 2: not UTF-8"),
     (["-m", "{minilm}"], b"", 5, "empty input"),
     (["-m", "{minilm}", "--file", "/no/such/file.txt"], None, 5, "no such file"),
