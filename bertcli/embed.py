@@ -537,7 +537,7 @@ def _token_budget(options: EmbedOptions, model: Any) -> int:
         return options.max_tokens
     if options.backend == "onnx":
         return ONNX_MAX_TOKENS
-    return CPU_MAX_TOKENS if model.device_type == "cpu" else ACCELERATOR_MAX_TOKENS
+    return CPU_MAX_TOKENS if str(model.device).split(":")[0] == "cpu" else ACCELERATOR_MAX_TOKENS
 
 
 def model_limit(resolved: Any, tokenizer: Any) -> int | None:

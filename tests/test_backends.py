@@ -74,7 +74,6 @@ class RecordingBackend:
     name: str = "fake"
     head: str = "base"
     device: str = "cpu"
-    device_type: str = "cpu"
     architecture: str = "FakeModel"
     has_pooler: bool = False
     pooler_layer: bool = False

@@ -106,6 +106,9 @@ class Backend(Protocol):
     def has_pooler(self) -> bool: ...  # a pooler layer with trained weights (base head)
 
     @property
+    def pooler_layer(self) -> bool: ...  # the model class has a pooler layer, trained or not (for messages)
+
+    @property
     def accepts_token_types(self) -> bool: ...  # the model takes token_type_ids
 
     def session(self, compute: str = "float32") -> ContextManager[Any]:

@@ -488,7 +488,6 @@ class OnnxBackend:
     head: str = "base"
     name: str = "onnx"
     device: str = "cpu"
-    device_type: str = "cpu"
 
     @classmethod
     def load(cls, resolved: Any, *, quantize: str | None = None, threads: int | None = None, workers: int = 1,

@@ -81,10 +81,6 @@ class TorchBackend:
         return str(self.loaded.device)
 
     @property
-    def device_type(self) -> str:
-        return self.loaded.device.type
-
-    @property
     def has_pooler(self) -> bool:
         return self.loaded.has_pooler
 
