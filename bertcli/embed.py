@@ -444,7 +444,7 @@ class EmbedOptions:
     def check(self) -> None:
         """Refuse impossible values and combinations (`UsageError`) before anything is loaded; lower-cases
         ``backend``."""
-        from bertcli.backends import check_backend
+        from bertcli.backends import check_backend, check_runnable
 
         if self.pooling is not None and self.pooling not in POOLINGS:
             raise UsageError(f"unknown --pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
@@ -455,13 +455,7 @@ class EmbedOptions:
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
         self.backend = check_backend(self.backend, self.quantize)
-        if self.backend == "onnx":
-            if (self.device or "auto").lower() not in ("cpu", "auto"):
-                raise UsageError(f"--backend onnx runs on the CPU: use --device cpu (or --backend torch for {self.device})")
-            if self.compute != "float32":
-                raise UsageError("--compute is for --backend torch; --backend onnx computes in float32 (or --quantize int8)")
-            if self.layer is not None:
-                raise UsageError("--layer needs --backend torch: the ONNX export holds the last layer only")
+        check_runnable(self.backend, device=self.device, compute=self.compute, layer=self.layer)
 
 
 def load_embedder(resolved: Any, options: EmbedOptions | None = None, **overrides: Any) -> Embedder:

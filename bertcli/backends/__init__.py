@@ -40,6 +40,19 @@ def check_backend(backend: str, quantize: str | None = None) -> str:
     return name
 
 
+def check_runnable(backend: str, *, device: str | None = "cpu", compute: str = "float32", layer: int | None = None) -> None:
+    """Refuse (`UsageError`) what ``backend`` cannot do: ONNX runs on the CPU, in float32 (or int8 weights), and
+    its export holds the last layer only."""
+    if backend != "onnx":
+        return
+    if (device or "auto").lower() not in ("cpu", "auto"):
+        raise UsageError(f"--backend onnx runs on the CPU: use --device cpu (or --backend torch for {device})")
+    if compute != "float32":
+        raise UsageError("--compute is for --backend torch; --backend onnx computes in float32 (or --quantize int8)")
+    if layer is not None:
+        raise UsageError("--layer needs --backend torch: the ONNX export holds the last layer only")
+
+
 @lru_cache(maxsize=1)
 def physical_cores() -> int:
     """Physical cores this process may run on (hyper-threads counted once); at least 1.
