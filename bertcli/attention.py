@@ -159,14 +159,12 @@ class AttentionReader:
 
         layer_index, head_index = self.check(layer, head)
         enc, truncated = self.tok.encode_capped(text, self.max_length)
-        batch = batch_inputs([enc], self.tok, device=self.loaded.device)
-        with torch.inference_mode():
-            out = self.loaded.model(**batch, output_attentions=True)
-        attentions = out.attentions
-        if not attentions or attentions[layer_index] is None:
+        attentions = self.loaded.run(*batch_inputs([enc], self.tok), attention_layer=layer_index).attentions
+        if attentions is None:
             raise UsageError("this model did not return attention weights")
-        heads = attentions[layer_index][0].float()  # [heads, n, n]
-        matrix = heads.mean(dim=0) if head_index is None else heads[head_index]
+        heads = torch.from_numpy(attentions[0])  # [heads, n, n]
+        with torch.inference_mode():
+            matrix = heads.mean(dim=0) if head_index is None else heads[head_index]
         return AttentionMap(model=self.loaded.resolved.display_name, tokens=list(enc.tokens), layer=layer_index + 1,
                             head=head_index, num_layers=self.num_layers, num_heads=self.num_heads,
                             matrix=matrix.cpu().numpy().astype(np.float32), truncated=truncated)
@@ -174,11 +172,11 @@ class AttentionReader:
 
 def load_attention_reader(resolved: ResolvedModel, *, device: str = "cpu") -> AttentionReader:
     """Any model's encoder, loaded with eager attention so that the weights come back."""
-    from bertcli.runner import load_model
+    from bertcli.backends import load_backend
     from bertcli.tokenizer import load_tokenizer
 
     tok = load_tokenizer(resolved)
-    loaded = load_model(resolved, head="base", device=device, attn_implementation="eager", tokenizer=tok)
+    loaded = load_backend(resolved, "base", device=device, attn_implementation="eager", tokenizer=tok)
     return AttentionReader(loaded, tok)
 
 

@@ -172,9 +172,8 @@ class Detector:
             original = text
             text, done = apply_replacements(self.tok, text, replacements)
         enc, truncated = self.tok.encode_capped(text, self.max_length)
-        batch = batch_inputs([enc], self.tok, device=self.loaded.device)
+        logits = torch.from_numpy(self.loaded.run(*batch_inputs([enc], self.tok)).logits["logits"][0])
         with torch.inference_mode():
-            logits = self.loaded.model(**batch).logits[0].float()
             probs = torch.sigmoid(logits)
         logit_list, prob_list = logits.cpu().tolist(), probs.cpu().tolist()
         tokens = []
@@ -192,14 +191,14 @@ class Detector:
 
 def load_detector(resolved: ResolvedModel, *, device: str = "cpu") -> Detector:
     """The ELECTRA discriminator's head and tokenizer; any other model is refused, naming the command that fits."""
+    from bertcli.backends import load_backend
     from bertcli.heads import architectures, missing_head_error
-    from bertcli.runner import load_model
     from bertcli.tokenizer import load_tokenizer
 
     if resolved.has_config and resolved.config.get("model_type") != "electra":
         raise missing_head_error(resolved, "rtd", architectures(resolved))
     tok = load_tokenizer(resolved)
-    loaded = load_model(resolved, head="rtd", device=device, tokenizer=tok)
+    loaded = load_backend(resolved, "rtd", device=device, tokenizer=tok)
     return Detector(loaded, tok)
 
 

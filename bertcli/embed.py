@@ -30,6 +30,8 @@ from bertcli.batching import DEFAULT_WINDOW, TokenBudgetBatcher
 from bertcli.choices import COMPUTE, ON_LONG, POOLINGS
 from bertcli.errors import BadInputError, ModelFileError, UsageError
 from bertcli.inputs import line_label
+from bertcli.limits import token_limit
+from bertcli.pooling import pool
 
 #: token budget per batch when none is given: small batches stay in CPU caches; accelerators want big ones
 CPU_MAX_TOKENS = 1024
@@ -198,7 +200,7 @@ class EmbedStats:
 class Embedder:
     """A loaded encoder + tokenizer + pooling settings. Use `load_embedder` to build one from a model ref."""
 
-    model: Any  # bertcli.runner.LoadedModel
+    model: Any  # a bertcli.backends.Backend for the base head (torch or ONNX)
     tokenizer: Any  # bertcli.tokenizer.LoadedTokenizer
     pooling: str = "mean"
     layer: int | None = None  # None = last; else an index into hidden_states (0 = embeddings)
@@ -207,7 +209,6 @@ class Embedder:
     on_long: str = "truncate"
     compute: str = "float32"  # bfloat16/float16: matmuls under torch.autocast (faster, cos ≥ 0.9999 to float32)
     batcher: TokenBudgetBatcher = field(default_factory=TokenBudgetBatcher)
-    backend: str = "torch"  # or "onnx": model is then a bertcli.backends.onnx.OnnxLoadedModel (no torch at all)
     sentence_transformers: SentenceTransformersSetup | None = None
     stats: EmbedStats = field(default_factory=EmbedStats)
 
@@ -224,9 +225,11 @@ class Embedder:
                 raise UsageError("--pooling pooler reads the model's pooler output, which exists for the last layer "
                                  "only; use --pooling cls with --layer")
             if not self.model.has_pooler:
+                detail = (" has no pooler layer" if not self.model.pooler_layer
+                          else ": its checkpoint holds no pooler weights, so the pooler would be random")
                 raise ModelFileError(
                     f"--pooling pooler: {self.model.resolved.display_name} has no trained pooler "
-                    f"({_architecture(self.model)}{_pooler_detail(self.model)})",
+                    f"({self.model.architecture}{detail})",
                     hint="use --pooling cls, mean or max",
                 )
         config = self.model.config
@@ -234,12 +237,17 @@ class Embedder:
         self.uses_token_types = int(getattr(config, "type_vocab_size", 0) or 0) > 0
 
     @property
+    def backend(self) -> str:
+        """The backend's name: torch or onnx."""
+        return self.model.name
+
+    @property
     def num_layers(self) -> int:
-        return int(self.model.config.num_hidden_layers)
+        return self.model.num_layers
 
     @property
     def dim(self) -> int:
-        return int(self.model.config.hidden_size)
+        return self.model.hidden_size
 
     @property
     def layer_label(self) -> str:
@@ -261,43 +269,36 @@ class Embedder:
         ``on_batch(rows, planned)`` is called after every batch with the rows just done and the number of
         batches planned for the current window (for progress bars).
         """
-        import contextlib
+        with self.model.session(self.compute):
+            yield from self._stream(texts, on_batch)
 
+    def _stream(self, texts: Iterable[Any], on_batch: Callable[[int, int], None] | None) -> Iterator[Embedding]:
         index = 0
-        if self.backend == "onnx":  # ONNX Runtime: torch is never imported
-            grad, autocast = contextlib.nullcontext(), contextlib.nullcontext()
-        else:
-            import torch
-
-            grad = torch.inference_mode()
-            autocast = (torch.autocast(self.model.device.type, dtype=getattr(torch, self.compute))
-                        if self.compute != "float32" else contextlib.nullcontext())
-        with grad, autocast:
-            for window in self.batcher.windows(texts):
-                strings = [getattr(t, "text", t) for t in window]
-                encodings, truncated = self._encode(window, strings)
-                lengths = [len(e.ids) for e in encodings]
-                plan = self.batcher.plan(lengths)
-                results: list = [None] * len(window)
-                for batch in plan:
-                    outputs = self._forward([encodings[i] for i in batch])
-                    _trim_heap()
-                    for i, vec in zip(batch, outputs):
-                        results[i] = vec
-                    self.stats.batches += 1
-                    self.stats.padded_tokens += len(batch) * max(lengths[i] for i in batch)
-                    if on_batch is not None:
-                        on_batch(len(batch), len(plan))
-                for offset, (text, enc, vec) in enumerate(zip(strings, encodings, results)):
-                    yield Embedding(
-                        index=index + offset,
-                        text=text,
-                        vector=vec,
-                        n_tokens=len(enc.ids),
-                        truncated=offset in truncated,
-                        tokens=list(enc.tokens) if self.pooling == "none" else None,
-                    )
-                index += len(window)
+        for window in self.batcher.windows(texts):
+            strings = [getattr(t, "text", t) for t in window]
+            encodings, truncated = self._encode(window, strings)
+            lengths = [len(e.ids) for e in encodings]
+            plan = self.batcher.plan(lengths)
+            results: list = [None] * len(window)
+            for batch in plan:
+                outputs = self._forward([encodings[i] for i in batch])
+                _trim_heap()
+                for i, vec in zip(batch, outputs):
+                    results[i] = vec
+                self.stats.batches += 1
+                self.stats.padded_tokens += len(batch) * max(lengths[i] for i in batch)
+                if on_batch is not None:
+                    on_batch(len(batch), len(plan))
+            for offset, (text, enc, vec) in enumerate(zip(strings, encodings, results)):
+                yield Embedding(
+                    index=index + offset,
+                    text=text,
+                    vector=vec,
+                    n_tokens=len(enc.ids),
+                    truncated=offset in truncated,
+                    tokens=list(enc.tokens) if self.pooling == "none" else None,
+                )
+            index += len(window)
 
     def embed_array(self, texts: Iterable[Any]) -> np.ndarray:
         """All pooled vectors as one (n, hidden) float32 matrix (convenience for small inputs)."""
@@ -331,6 +332,7 @@ class Embedder:
         return encodings, truncated
 
     def _forward(self, encodings: list) -> list[np.ndarray]:
+        """One batch through the backend, pooled: one vector (or token matrix, pooling none) per encoding."""
         n = len(encodings)
         longest = max(len(e.ids) for e in encodings)
         ids = np.full((n, longest), self.pad_id, dtype=np.int64)
@@ -342,53 +344,8 @@ class Embedder:
             mask[row, :k] = 1
             if types is not None:
                 types[row, :k] = enc.type_ids
-        if self.backend == "onnx":
-            return self._forward_onnx(encodings, ids, mask, types)
-        import torch
-
-        device = self.model.device
-        inputs = {"input_ids": torch.from_numpy(ids).to(device), "attention_mask": torch.from_numpy(mask).to(device)}
-        if types is not None:
-            inputs["token_type_ids"] = torch.from_numpy(types).to(device)
-        want_hidden = self.layer is not None
-        out = self.model.model(**inputs, output_hidden_states=want_hidden, return_dict=True)
-        hidden = out.hidden_states[self.layer] if want_hidden else out.last_hidden_state
-        hidden = hidden.float()
-        m = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        if self.pooling == "none":
-            vectors = hidden
-        elif self.pooling == "cls":
-            vectors = hidden[:, 0]
-        elif self.pooling == "pooler":
-            vectors = out.pooler_output.float()
-        elif self.pooling == "mean":
-            vectors = (hidden * m).sum(dim=1) / torch.clamp(m.sum(dim=1), min=1e-9)
-        else:  # max: padding can never win (sentence-transformers sets it to -1e9)
-            vectors = hidden.masked_fill(m == 0, -1e9).max(dim=1).values
-        if self.normalize:
-            vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)
-        array = vectors.cpu().numpy()
-        if self.pooling == "none":
-            return [array[row, : len(enc.ids)].copy() for row, enc in enumerate(encodings)]
-        return list(array)
-
-    def _forward_onnx(self, encodings: list, ids: np.ndarray, mask: np.ndarray, types: np.ndarray | None):
-        """The same poolings as `_forward`, in numpy, over ONNX Runtime's outputs."""
-        hidden, pooled = self.model.encoder.run(ids, mask, types)
-        m = mask[..., None].astype(np.float32)
-        if self.pooling == "none":
-            vectors = hidden
-        elif self.pooling == "cls":
-            vectors = hidden[:, 0]
-        elif self.pooling == "pooler":
-            vectors = pooled
-        elif self.pooling == "mean":
-            vectors = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
-        else:
-            vectors = np.where(m > 0, hidden, np.float32(-1e9)).max(axis=1)
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if self.normalize:  # as torch.nn.functional.normalize: x / max(‖x‖, 1e-12)
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+        out = self.model.run(ids, mask, types, layer=self.layer)
+        vectors = pool(out.hidden, mask, self.pooling, pooled=out.pooled, normalize=self.normalize)
         if self.pooling == "none":
             return [vectors[row, : len(enc.ids)].copy() for row, enc in enumerate(encodings)]
         return list(vectors)
@@ -442,17 +399,6 @@ def _pad_id(tokenizer: Any, config: Any) -> int:
     return tid if tid is not None else 0
 
 
-def _architecture(model: Any) -> str:
-    arch = getattr(model, "architecture", None)  # the ONNX backend names the exported class
-    return arch or type(model.model).__name__
-
-
-def _pooler_detail(model: Any) -> str:
-    if getattr(model.model, "pooler", None) is None:
-        return " has no pooler layer"
-    return ": its checkpoint holds no pooler weights, so the pooler would be random"
-
-
 def _where(item: Any, ordinal: int) -> str:
     """`bertcli.inputs.line_label` of an input line; "text N" (its ordinal) for a plain string."""
     number = getattr(item, "number", None)
@@ -463,104 +409,125 @@ def _where(item: Any, ordinal: int) -> str:
 # building one
 
 
-def load_embedder(
-    resolved: Any,
-    *,
-    pooling: str | None = None,
-    normalize: bool | None = None,
-    layer: int | None = None,
-    max_length: int | None = None,
-    on_long: str = "truncate",
-    device: str = "cpu",
-    threads: int | None = None,
-    max_tokens: int | None = None,
-    batch_size: int | None = None,
-    window: int = DEFAULT_WINDOW,
-    sort: bool = True,
-    compute: str = "float32",
-    backend: str = "torch",
-    quantize: str | None = None,
-    workers: int = 1,
-) -> Embedder:
-    """Load the encoder and tokenizer of ``resolved`` (a `bertcli.resolve.ResolvedModel`).
+@dataclass
+class EmbedOptions:
+    """How to embed: what `load_embedder` needs, shared by the local engine and the Ray engine's workers.
 
     ``pooling``/``normalize``/``max_length`` left as None take a sentence-transformers folder's own settings
     (else mean pooling, no normalization, the model's maximum length). ``max_tokens`` None picks a token
-    budget for the device (CPU_MAX_TOKENS on cpu, ACCELERATOR_MAX_TOKENS elsewhere).
-
-    ``backend="onnx"`` runs the encoder on ONNX Runtime (CPU; exported once into bertcli's cache, see
-    `bertcli.backends.onnx`), optionally ``quantize="int8"``; its intra-op threads default to the physical
-    cores / ``workers``.
+    budget for the backend and device (ONNX_MAX_TOKENS for onnx, CPU_MAX_TOKENS on cpu, ACCELERATOR_MAX_TOKENS
+    elsewhere). ``backend="onnx"`` runs the encoder on ONNX Runtime (CPU; exported once into bertcli's cache, see
+    `bertcli.backends.onnx`), optionally ``quantize="int8"``; its intra-op threads default to the physical cores
+    / ``workers``.
     """
-    from bertcli.backends import check_backend
-    from bertcli.limits import token_limit
+
+    pooling: str | None = None
+    normalize: bool | None = None
+    layer: int | None = None
+    max_length: int | None = None
+    on_long: str = "truncate"
+    device: str = "cpu"
+    threads: int | None = None
+    max_tokens: int | None = None
+    batch_size: int | None = None
+    window: int = DEFAULT_WINDOW
+    sort: bool = True
+    compute: str = "float32"  # bfloat16/float16: matmuls under torch.autocast (faster, cos ≥ 0.9999 to float32)
+    backend: str = "torch"
+    quantize: str | None = None
+    workers: int = 1
+
+    def check(self) -> None:
+        """Refuse impossible values and combinations (`UsageError`) before anything is loaded; lower-cases
+        ``backend``."""
+        from bertcli.backends import check_backend, check_runnable
+
+        if self.pooling is not None and self.pooling not in POOLINGS:
+            raise UsageError(f"unknown --pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
+        if self.on_long not in ON_LONG:
+            raise UsageError(f"unknown --on-long {self.on_long!r}: choose truncate or error")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise UsageError("--max-tokens must be at least 1")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+        self.backend = check_backend(self.backend, self.quantize)
+        check_runnable(self.backend, device=self.device, compute=self.compute, layer=self.layer)
+
+
+def load_embedder(resolved: Any, options: EmbedOptions | None = None, **overrides: Any) -> Embedder:
+    """Load the encoder and tokenizer of ``resolved`` (a `bertcli.resolve.ResolvedModel`) as ``options`` say
+    (an `EmbedOptions`; keywords build one, or override its fields)."""
+    from dataclasses import replace
+
+    from bertcli.backends import load_backend
     from bertcli.modelfiles import check_vocab_fits
-    from bertcli.runner import load_model, set_threads
     from bertcli.tokenizer import load_tokenizer
 
-    if pooling is not None and pooling not in POOLINGS:
-        raise UsageError(f"unknown --pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
-    if on_long not in ON_LONG:
-        raise UsageError(f"unknown --on-long {on_long!r}: choose truncate or error")
-    if max_tokens is not None and max_tokens < 1:
-        raise UsageError("--max-tokens must be at least 1")
-    if batch_size is not None and batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
-    backend = check_backend(backend, quantize)
-    if backend == "onnx":
-        if (device or "auto").lower() not in ("cpu", "auto"):
-            raise UsageError(f"--backend onnx runs on the CPU: use --device cpu (or --backend torch for {device})")
-        if compute != "float32":
-            raise UsageError("--compute is for --backend torch; --backend onnx computes in float32 (or --quantize int8)")
-        if layer is not None:
-            raise UsageError("--layer needs --backend torch: the ONNX export holds the last layer only")
+    options = replace(options or EmbedOptions(), **overrides)
+    options.check()
     st = sentence_transformers_setup(resolved.path) if resolved.tokenizer_file is None else None
-    if st is not None and st.pooling is not None and pooling is None:
-        pooling = st.pooling
-    if normalize is None:  # the folder's Normalize module belongs to its own pooling
-        normalize = bool(st and st.normalize and st.pooling is not None and pooling == st.pooling)
+    pooling, normalize = _pooling_of(options, st)
     tokenizer = load_tokenizer(resolved)
     check_vocab_fits(tokenizer, resolved)
+    max_length = _max_length_of(options, st, resolved, tokenizer)
+    model = load_backend(resolved, "base", backend=options.backend, device=options.device, threads=options.threads,
+                         workers=options.workers, quantize=options.quantize)
+    return Embedder(
+        model=model,
+        tokenizer=tokenizer,
+        pooling=pooling,
+        layer=options.layer,
+        normalize=normalize,
+        max_length=max_length,
+        on_long=options.on_long,
+        compute=options.compute,
+        batcher=TokenBudgetBatcher(max_tokens=_token_budget(options, model), max_batch=options.batch_size,
+                                   window=options.window, sort=options.sort),
+        sentence_transformers=st,
+    )
+
+
+def _pooling_of(options: EmbedOptions, st: SentenceTransformersSetup | None) -> tuple[str, bool]:
+    """The pooling and normalization to use: the options', else the sentence-transformers folder's, else mean."""
+    pooling = options.pooling
+    if st is not None and st.pooling is not None and pooling is None:
+        pooling = st.pooling
+    normalize = options.normalize
+    if normalize is None:  # the folder's Normalize module belongs to its own pooling
+        normalize = bool(st and st.normalize and st.pooling is not None and pooling == st.pooling)
+    return pooling or "mean", normalize
+
+
+def _max_length_of(options: EmbedOptions, st: SentenceTransformersSetup | None, resolved: Any,
+                   tokenizer: Any) -> int | None:
+    """The token limit texts are cut to: --max-length (checked against the model's), else the
+    sentence-transformers folder's max_seq_length, else the model's own limit."""
     limit = token_limit(resolved.config, tokenizer.model_max_length)
+    max_length = options.max_length
     if max_length is not None:
         if max_length < 2:
             raise UsageError("--max-length must be at least 2 (room for the special tokens)")
         if limit is not None and max_length > limit:
             raise UsageError(f"--max-length {max_length} is more than this model's maximum of {limit} tokens")
-    else:
-        if st and st.bad_max_seq_length:  # the folder's own limit is unusable, and nothing overrides it
-            raise ModelFileError(st.bad_max_seq_length, hint="fix the file, or give --max-length N")
-        max_length = st.max_seq_length if st and st.max_seq_length else limit
-        if st and st.max_seq_length and limit is not None and st.max_seq_length > limit:
-            raise ModelFileError(
-                f"{Path(resolved.path) / 'sentence_bert_config.json'}: max_seq_length {st.max_seq_length:,} is more "
-                f"than this model's maximum of {limit} tokens",
-                hint=f"fix the file, or give --max-length {limit}",
-            )
-    if backend == "onnx":
-        from bertcli.backends.onnx import load_model as load_onnx_model
+        return max_length
+    if st and st.bad_max_seq_length:  # the folder's own limit is unusable, and nothing overrides it
+        raise ModelFileError(st.bad_max_seq_length, hint="fix the file, or give --max-length N")
+    if st and st.max_seq_length and limit is not None and st.max_seq_length > limit:
+        raise ModelFileError(
+            f"{Path(resolved.path) / 'sentence_bert_config.json'}: max_seq_length {st.max_seq_length:,} is more "
+            f"than this model's maximum of {limit} tokens",
+            hint=f"fix the file, or give --max-length {limit}",
+        )
+    return st.max_seq_length if st and st.max_seq_length else limit
 
-        loaded = load_onnx_model(resolved, quantize=quantize, threads=threads, workers=workers)
-        if max_tokens is None:
-            max_tokens = ONNX_MAX_TOKENS
-    else:
-        set_threads(threads)
-        loaded = load_model(resolved, "base", device=device)
-    if max_tokens is None:
-        max_tokens = CPU_MAX_TOKENS if loaded.device.type == "cpu" else ACCELERATOR_MAX_TOKENS
-    return Embedder(
-        model=loaded,
-        tokenizer=tokenizer,
-        pooling=pooling or "mean",
-        layer=layer,
-        normalize=normalize,
-        max_length=max_length,
-        on_long=on_long,
-        compute=compute,
-        batcher=TokenBudgetBatcher(max_tokens=max_tokens, max_batch=batch_size, window=window, sort=sort),
-        sentence_transformers=st,
-        backend=backend,
-    )
+
+def _token_budget(options: EmbedOptions, model: Any) -> int:
+    """--max-tokens, else the default budget of the backend and device."""
+    if options.max_tokens is not None:
+        return options.max_tokens
+    if options.backend == "onnx":
+        return ONNX_MAX_TOKENS
+    return CPU_MAX_TOKENS if str(model.device).split(":")[0] == "cpu" else ACCELERATOR_MAX_TOKENS
 
 
 def cosine_matrix(vectors: np.ndarray) -> np.ndarray:

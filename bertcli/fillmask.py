@@ -134,13 +134,11 @@ class FillMasker:
                 raise BadInputError(f"{name}: {len(enc.ids)} tokens, more than the model's maximum of "
                                     f"{self.max_length}; shorten the text around the mask")
             mask_positions.append(positions)
-        batch = batch_inputs(encs, self.tok, device=self.loaded.device)
         k = min(top_k, int(self.loaded.config.vocab_size))
+        rows = [(b, p) for b, positions in enumerate(mask_positions) for p in positions]
+        out = self.loaded.run(*batch_inputs(encs, self.tok), positions=([b for b, _ in rows], [p for _, p in rows]))
         with torch.inference_mode():
-            logits = self.loaded.model(**batch).logits
-            rows = [(b, p) for b, positions in enumerate(mask_positions) for p in positions]
-            picked = logits[[b for b, _ in rows], [p for _, p in rows]].float()
-            probs = picked.softmax(dim=-1)
+            probs = torch.from_numpy(out.logits["logits"]).softmax(dim=-1)
             top = probs.topk(k, dim=-1)
         scores = top.values.cpu().tolist()
         ids = top.indices.cpu().tolist()
@@ -178,12 +176,12 @@ def _splice(text: str, masks: list[MaskFill]) -> str:
 
 def load_fill_masker(resolved: ResolvedModel, *, device: str = "cpu", batch_size: int = DEFAULT_BATCH) -> FillMasker:
     """The model's masked-LM head and tokenizer (a model without one is refused, naming the command that fits)."""
+    from bertcli.backends import load_backend
     from bertcli.heads import check_head
-    from bertcli.runner import load_model
     from bertcli.tokenizer import load_tokenizer
 
     if resolved.has_config:
         check_head(resolved, "mlm")  # a missing head is refused before any tokenizer or weights are loaded
     tok = load_tokenizer(resolved)
-    loaded = load_model(resolved, head="mlm", device=device, tokenizer=tok)
+    loaded = load_backend(resolved, "mlm", device=device, tokenizer=tok)
     return FillMasker(loaded, tok, batch_size=batch_size)

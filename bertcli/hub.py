@@ -490,20 +490,12 @@ def download(
         return _download_offline(repo_id, revision=revision, cache=cache, local=local, select=select,
                                  dry_run=dry_run, label=label, why=_offline_source(offline))
 
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import HfApi
 
     started = time.perf_counter()
     api = HfApi(endpoint=endpoint, token=token)
-    try:
-        with _hub_logging(progress, lock_timeout, label):
-            rev = api.resolve_revision(repo_id, revision=revision, cache_dir=cache, token=token)
-            listing = cached_listing(repo_id, revision=rev.resolved, cache_dir=cache, local_dir=local)
-            if listing is None:
-                tree = list(api.list_repo_tree(repo_id, recursive=True, revision=rev.resolved, token=token))
-                _remember_tree(repo_id, rev.resolved, tree, cache, local)
-                listing = _entries_from_files(tree)
-    except Exception as exc:  # noqa: BLE001 - mapped to one clear error
-        raise _map_error(exc, repo_id, revision) from exc
+    with _hub_logging(progress, lock_timeout, label):
+        rev, listing = _resolve_and_list(api, repo_id, revision, cache=cache, local=local, token=token)
     sizes = {e.path: e.size for e in listing}
     chosen = select_files(sizes, **select)
     cached = {p for p in chosen if _is_cached(repo_id, p, commit=rev.resolved, cache_dir=cache, local_dir=local)}
@@ -522,20 +514,46 @@ def download(
     ok = False
     try:
         with _hub_logging(progress, lock_timeout, label):
-            folder = snapshot_download(
-                repo_id, revision=rev, cache_dir=cache, local_dir=local, token=token, endpoint=endpoint,
-                allow_patterns=[glob.escape(p) for p in chosen], tqdm_class=_tqdm_adapter(counter),
-                max_workers=max_workers,
-            )
+            folder = _fetch(repo_id, revision, rev, chosen, cache=cache, local=local, token=token,
+                            endpoint=endpoint, counter=counter, max_workers=max_workers)
         ok = True
-    except Exception as exc:  # noqa: BLE001 - mapped to one clear error
-        raise _map_error(exc, repo_id, revision) from exc
     finally:
         progress.finish(ok=ok)
     result.path = Path(folder)
     result.downloaded_bytes = counter.bytes
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _resolve_and_list(api: Any, repo_id: str, revision: str | None, *, cache: Path, local: Path | None,
+                      token: Any) -> tuple[Any, list]:
+    """The revision resolved to a commit (one request) and the repo's file listing at it (huggingface_hub's tree
+    cache when the commit was seen before, else one more request, remembered)."""
+    try:
+        rev = api.resolve_revision(repo_id, revision=revision, cache_dir=cache, token=token)
+        listing = cached_listing(repo_id, revision=rev.resolved, cache_dir=cache, local_dir=local)
+        if listing is None:
+            tree = list(api.list_repo_tree(repo_id, recursive=True, revision=rev.resolved, token=token))
+            _remember_tree(repo_id, rev.resolved, tree, cache, local)
+            listing = _entries_from_files(tree)
+    except Exception as exc:  # noqa: BLE001 - mapped to one clear error
+        raise _map_error(exc, repo_id, revision) from exc
+    return rev, listing
+
+
+def _fetch(repo_id: str, revision: str | None, rev: Any, chosen: list[str], *, cache: Path, local: Path | None,
+           token: Any, endpoint: str | None, counter: _CountingProgress, max_workers: int) -> str:
+    """Download the chosen files at ``rev`` (those cached already are skipped); the snapshot folder."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(
+            repo_id, revision=rev, cache_dir=cache, local_dir=local, token=token, endpoint=endpoint,
+            allow_patterns=[glob.escape(p) for p in chosen], tqdm_class=_tqdm_adapter(counter),
+            max_workers=max_workers,
+        )
+    except Exception as exc:  # noqa: BLE001 - mapped to one clear error
+        raise _map_error(exc, repo_id, revision) from exc
 
 
 class _CountingProgress:

@@ -16,7 +16,6 @@ torch is imported inside the functions.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -102,16 +101,13 @@ class QuestionAnswerer:
     """A loaded QA model and its tokenizer, answering questions over contexts of any length."""
 
     def __init__(self, loaded: Any, tokenizer: Any, options: QAOptions | None = None):
-        self.loaded = loaded
+        self.loaded = loaded  # a bertcli.backends.Backend for the qa head
         self.tokenizer = tokenizer
         self.options = options or QAOptions()
-        self.model = loaded.model
-        self.device = loaded.device
         self.max_length = check_options(tokenizer, loaded.config, self.options)
         self.doc_stride = self.options.doc_stride
         self.pad_id = _pad_id(tokenizer, loaded.config)
-        params = inspect.signature(self.model.forward).parameters
-        self.use_token_types = "token_type_ids" in params and (getattr(loaded.config, "type_vocab_size", 2) or 0) > 1
+        self.use_token_types = loaded.accepts_token_types and (getattr(loaded.config, "type_vocab_size", 2) or 0) > 1
 
     # ------------------------------------------------------------------------------------------ windows
 
@@ -145,8 +141,6 @@ class QuestionAnswerer:
         return out
 
     def _run_batch(self, batch: list[Window]) -> list[tuple[np.ndarray, np.ndarray]]:
-        import torch
-
         width = max(len(w) for w in batch)
         ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
@@ -156,16 +150,8 @@ class QuestionAnswerer:
             ids[row, :n] = window.input_ids
             mask[row, :n] = window.attention_mask
             types[row, :n] = window.token_type_ids
-        inputs = {
-            "input_ids": torch.from_numpy(ids).to(self.device),
-            "attention_mask": torch.from_numpy(mask).to(self.device),
-        }
-        if self.use_token_types:
-            inputs["token_type_ids"] = torch.from_numpy(types).to(self.device)
-        with torch.inference_mode():
-            result = self.model(**inputs)
-        starts = result.start_logits.float().cpu().numpy()
-        ends = result.end_logits.float().cpu().numpy()
+        result = self.loaded.run(ids, mask, types if self.use_token_types else None)
+        starts, ends = result.logits["start_logits"], result.logits["end_logits"]
         return [(starts[row, : len(w)].copy(), ends[row, : len(w)].copy()) for row, w in enumerate(batch)]
 
     # ------------------------------------------------------------------------------------------ answers
@@ -308,8 +294,8 @@ def load_answerer(resolved: Any, *, device: str = "auto", options: QAOptions | N
 
     The head and the options are checked from config.json and the tokenizer first, before torch is loaded.
     """
+    from bertcli.backends import load_backend
     from bertcli.heads import check_head
-    from bertcli.runner import load_model
     from bertcli.tokenizer import load_tokenizer
 
     options = options or QAOptions()
@@ -317,5 +303,5 @@ def load_answerer(resolved: Any, *, device: str = "auto", options: QAOptions | N
         check_head(resolved, "qa")
     tokenizer = load_tokenizer(resolved)
     check_options(tokenizer, resolved.config if resolved.has_config else {}, options)
-    loaded = load_model(resolved, head="qa", device=device, tokenizer=tokenizer)
+    loaded = load_backend(resolved, "qa", device=device, tokenizer=tokenizer)
     return QuestionAnswerer(loaded, tokenizer, options)

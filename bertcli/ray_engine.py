@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bertcli.embed import EmbedOptions
 from bertcli.errors import BadInputError, BertcliError, MissingDependencyError, OutputError, UsageError
 from bertcli.files import atomic_write
 from bertcli.inputs import decode_line, utf8_problem
@@ -342,23 +343,40 @@ def _parquet_rows_of(file: InputFile, shard: Shard, text_column: str, id_column:
 # settings, shard files, resume
 
 
-@dataclass
-class RaySettings:
-    """Everything that decides the vectors and the shard layout (pinned in run.json)."""
+#: the settings pinned in run.json and hashed into the run's fingerprint (what decides the vectors and the shards)
+PINNED_SETTINGS = ("pooling", "normalize", "layer", "max_length", "on_long", "backend", "quantize", "max_tokens",
+                   "batch_size", "keep_text", "text_column", "id_column", "shard_rows")
 
-    pooling: str | None = None
-    normalize: bool | None = None
-    layer: int | None = None
-    max_length: int | None = None
-    on_long: str = "truncate"
-    backend: str = "torch"
-    quantize: str | None = None
-    max_tokens: int | None = None
-    batch_size: int | None = None
+
+@dataclass
+class RaySettings(EmbedOptions):
+    """How to embed (`bertcli.embed.EmbedOptions`, shared with the local engine) plus the shard layout.
+
+    The workers run on CPU with the driver's effective pooling, normalization and limit (`worker_options`);
+    device, threads and workers come from `run`'s arguments, not from here.
+    """
+
     keep_text: bool = False
     text_column: str = "text"
     id_column: str | None = None
     shard_rows: int = DEFAULT_SHARD_ROWS
+
+    @classmethod
+    def from_options(cls, options: EmbedOptions, **layout: Any) -> RaySettings:
+        """``options`` with the shard layout (keep_text, text_column, id_column, shard_rows) added."""
+        return cls(**asdict(options), **layout)
+
+    def pinned(self) -> dict[str, Any]:
+        """The settings that decide the vectors and the shards, as run.json records them."""
+        return {name: getattr(self, name) for name in PINNED_SETTINGS}
+
+    def worker_options(self, effective: dict, threads: int) -> EmbedOptions:
+        """What one worker loads with: CPU, ``threads`` intra-op threads, the driver's effective pooling,
+        normalization and limit; long texts truncated (the worker reports them itself under --on-long error)."""
+        return EmbedOptions(pooling=effective["pooling"], normalize=effective["normalize"], layer=self.layer,
+                            max_length=effective["max_length"], on_long="truncate", device="cpu", threads=threads,
+                            max_tokens=self.max_tokens, batch_size=self.batch_size, backend=self.backend,
+                            quantize=self.quantize, workers=effective.get("workers_per_node", 1))
 
 
 def model_identity(resolved: Any) -> dict[str, Any]:
@@ -375,7 +393,7 @@ def model_identity(resolved: Any) -> dict[str, Any]:
 
 
 def fingerprint(resolved: Any, settings: RaySettings, files: list[InputFile], effective: dict) -> str:
-    blob = {"model": model_identity(resolved), "settings": asdict(settings), "effective": effective,
+    blob = {"model": model_identity(resolved), "settings": settings.pinned(), "effective": effective,
             "inputs": [asdict(f) for f in files]}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -449,7 +467,7 @@ class ShardWorker:
         self.folder = Path(job["output"])
         s = RaySettings(**job["settings"])
         self.settings = s
-        self.embedder = load_embedder(job["resolved"], **_embedder_kwargs(s, job["effective"], job["threads"]))
+        self.embedder = load_embedder(job["resolved"], s.worker_options(job["effective"], job["threads"]))
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
@@ -509,19 +527,6 @@ def _node_ip() -> str | None:
 
 def _sort_key(rid: Any):
     return (0, rid, "") if isinstance(rid, int) else (1, 0, str(rid))
-
-
-def _embedder_kwargs(s: RaySettings, effective: dict, threads: int) -> dict:
-    kwargs = dict(pooling=effective["pooling"], normalize=effective["normalize"], layer=s.layer,
-                  max_length=effective["max_length"], on_long="truncate", device="cpu", threads=threads,
-                  batch_size=s.batch_size)
-    if s.max_tokens is not None:
-        kwargs["max_tokens"] = s.max_tokens
-    if s.backend != "torch" or s.quantize:
-        kwargs["backend"] = s.backend
-        kwargs["quantize"] = s.quantize
-        kwargs["workers"] = effective.get("workers_per_node", 1)
-    return kwargs
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -659,6 +664,24 @@ def _quiet_ray_data() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+@dataclass
+class PoolJob:
+    """The shards still to write in one run, and everything the pool of workers needs to write them."""
+
+    resolved: Any
+    files: list[InputFile]
+    todo: list[Shard]
+    out: Path
+    settings: RaySettings
+    effective: dict
+    fingerprint: str
+    workers: int
+    threads: int
+    total_rows: int
+    rows_done: int  # input rows already in shards written by an earlier run
+    shard_hook: Callable[[Shard], bool] | None = None  # tests only: see `run`
+
+
 def run(
     resolved: Any,
     source: str | Path,
@@ -677,6 +700,45 @@ def run(
     the shard unwritten, so the run ends with "rerun the same command to resume". Tests inject faults this way
     (a worker that dies, a run that stops part-way); the command never passes one.
     """
+    _check_settings(settings, workers)
+    from bertcli.backends import default_threads
+
+    started = time.perf_counter()
+    out = _output_folder(output_dir)
+    files, shards = _plan(source, settings, address)
+    total_rows = sum(f.rows for f in files)
+    threads = threads or (default_threads(workers) if address is None else 1)
+
+    # Resolve and load once on the driver: a model that cannot load fails here, in one line, before Ray
+    # starts; the same load fixes the effective pooling/normalize/limit and (onnx) makes the export once.
+    effective, dim, model_info = _check_model(resolved, settings, workers if address is None else 1)
+    run_fp = fingerprint(resolved, settings, files, {k: effective[k] for k in ("pooling", "normalize", "max_length")})
+    out.mkdir(exist_ok=True)
+    _pin_run(out, run_fp, resolved, settings, files)
+    _remove_stale_parts(out)
+    done = {s.index: info for s in shards if (info := shard_done(out, s, run_fp)) is not None}
+    done_before = len(done)
+    job = PoolJob(resolved=resolved, files=files, todo=[s for s in shards if s.index not in done], out=out,
+                  settings=settings, effective=effective, fingerprint=run_fp, workers=workers, threads=threads,
+                  total_rows=total_rows, rows_done=sum(info["input_rows"] for info in done.values()),
+                  shard_hook=shard_hook)
+    written = _write_shards(job, address, on_progress) if job.todo else 0
+    _collect_shards(out, shards, done, run_fp)
+    manifest = _manifest(resolved, settings, effective, model_info, dim, files, shards, done, run_fp)
+    _write_json(out / MANIFEST_FILE, manifest)
+    bad = [item for s in shards for item in done[s.index]["bad"]]
+    rows = manifest["rows"]
+    if rows == 0:  # every row bad: not a success, whatever the reason (the manifest lists each)
+        reasons = "; ".join(f"{rid}: {reason}" for rid, reason in bad[:3])
+        raise BadInputError(f"none of the {total_rows:,} input row(s) could be embedded ({reasons}"
+                            f"{'; …' if len(bad) > 3 else ''})", hint=f"every row is listed in {out / MANIFEST_FILE}")
+    return RayRun(output=out, rows=rows, input_rows=total_rows, shards=len(shards), shards_done_before=done_before,
+                  shards_written=written, bad=bad, truncated=manifest["truncated"], dim=dim,
+                  seconds=time.perf_counter() - started, manifest=manifest)
+
+
+def _check_settings(settings: RaySettings, workers: int) -> None:
+    """Refuse what the Ray engine cannot do, before anything is read (lower-cases ``settings.backend``)."""
     if workers < 1:
         raise UsageError("--workers must be at least 1")
     if settings.on_long not in ("truncate", "error"):
@@ -684,15 +746,24 @@ def run(
     if settings.pooling == "none":
         raise UsageError("--engine ray writes one vector per row: --pooling none is for the local engine")
     require_ray()
-    from bertcli.backends import check_backend, default_threads
+    from bertcli.backends import check_backend
 
     settings.backend = check_backend(settings.backend, settings.quantize)
-    started = time.perf_counter()
+
+
+def _output_folder(output_dir: str | Path) -> Path:
+    """The -o folder as an absolute path: it may exist (a run to resume) but not be a file."""
     out = Path(output_dir).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise OutputError(f"cannot write to {out}: it is a file, not a folder")
     if not out.parent.is_dir():
         raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
+    return out
+
+
+def _plan(source: str | Path, settings: RaySettings, address: str | None) -> tuple[list[InputFile], list[Shard]]:
+    """The input files and their shards; column options that text files cannot honour, an unreachable cluster
+    and empty input fail here, before the model loads."""
     paths = find_inputs(source)
     plain = [p for p in paths if input_kind(p) == "text"]
     if settings.id_column and plain:
@@ -705,38 +776,28 @@ def run(
         check_address(address)  # before the model loads: an unreachable cluster fails in seconds
     files, shards = plan_shards(paths, settings.shard_rows,
                                 columns=(settings.text_column,) + ((settings.id_column,) if settings.id_column else ()))
-    total_rows = sum(f.rows for f in files)
-    if total_rows == 0:
+    if sum(f.rows for f in files) == 0:
         raise BadInputError("empty input: no rows to embed")
-    threads = threads or (default_threads(workers) if address is None else 1)
+    return files, shards
 
-    # Resolve and load once on the driver: a model that cannot load fails here, in one line, before Ray
-    # starts; the same load fixes the effective pooling/normalize/limit and (onnx) makes the export once.
-    effective, dim, model_info = _check_model(resolved, settings, workers if address is None else 1)
-    run_fp = fingerprint(resolved, settings, files, {k: effective[k] for k in ("pooling", "normalize", "max_length")})
-    out.mkdir(exist_ok=True)
-    _pin_run(out, run_fp, resolved, settings, files)
-    _remove_stale_parts(out)
-    done = {s.index: info for s in shards if (info := shard_done(out, s, run_fp)) is not None}
-    todo = [s for s in shards if s.index not in done]
-    done_before = len(done)
-    rows_done = sum(info["input_rows"] for info in done.values())
-    written = 0
-    if todo:
-        started_ray = start_ray(address, cpus=workers * threads)
-        try:
-            pool_args = (resolved, files, todo, out, settings, effective, run_fp, workers, threads, total_rows,
-                         rows_done, started)
-            if _through_ray_client():
-                written = _run_pool_on_cluster(pool_args, on_progress, shard_hook)
-            else:
-                _quiet_ray_data()
-                written = _run_pool(*pool_args, on_progress, shard_hook)
-        finally:
-            if started_ray:
-                import ray
 
-                ray.shutdown()
+def _write_shards(job: PoolJob, address: str | None, on_progress: Callable[[dict], None] | None) -> int:
+    """Start (or join) Ray, let the pool write ``job.todo``, stop a runtime this call started; shards written."""
+    started_ray = start_ray(address, cpus=job.workers * job.threads)
+    try:
+        if _through_ray_client():
+            return _run_pool_on_cluster(job, on_progress)
+        _quiet_ray_data()
+        return _run_pool(job, on_progress)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+
+
+def _collect_shards(out: Path, shards: list[Shard], done: dict, run_fp: str) -> None:
+    """Add the shards this run wrote to ``done``; a shard still missing is an error that says how to resume."""
     for s in shards:
         if s.index not in done:
             info = shard_done(out, s, run_fp)
@@ -744,9 +805,13 @@ def run(
                 raise RayEngineError(f"shard {s.name} was not written (rows {s.first_id}…{s.first_id + s.rows - 1}); "
                                      "rerun the same command to resume")
             done[s.index] = info
+
+
+def _manifest(resolved: Any, settings: RaySettings, effective: dict, model_info: dict, dim: int,
+              files: list[InputFile], shards: list[Shard], done: dict, run_fp: str) -> dict:
+    """manifest.json: the model, the settings, every input and shard, and every bad row."""
     bad = [item for s in shards for item in done[s.index]["bad"]]
-    rows = sum(done[s.index]["rows"] for s in shards)
-    manifest = {
+    return {
         "model": resolved.display_name,
         "repo_id": getattr(resolved, "repo_id", None),
         "revision": getattr(resolved, "revision", None),
@@ -760,8 +825,8 @@ def run(
         "quantize": settings.quantize,
         "dim": dim,
         "dtype": "float32",
-        "rows": rows,
-        "input_rows": total_rows,
+        "rows": sum(done[s.index]["rows"] for s in shards),
+        "input_rows": sum(f.rows for f in files),
         "bad_rows": len(bad),
         "bad": [{"id": rid, "reason": reason} for rid, reason in bad],
         "truncated": sum(done[s.index]["truncated"] for s in shards),
@@ -772,14 +837,6 @@ def run(
                     "bad": len(done[s.index]["bad"])} for s in shards],
         "fingerprint": run_fp,
     }
-    _write_json(out / MANIFEST_FILE, manifest)
-    if rows == 0:  # every row bad: not a success, whatever the reason (the manifest lists each)
-        reasons = "; ".join(f"{rid}: {reason}" for rid, reason in bad[:3])
-        raise BadInputError(f"none of the {total_rows:,} input row(s) could be embedded ({reasons}"
-                            f"{'; …' if len(bad) > 3 else ''})", hint=f"every row is listed in {out / MANIFEST_FILE}")
-    return RayRun(output=out, rows=rows, input_rows=total_rows, shards=len(shards), shards_done_before=done_before,
-                  shards_written=written, bad=bad, truncated=manifest["truncated"], dim=dim,
-                  seconds=time.perf_counter() - started, manifest=manifest)
 
 
 def _check_model(resolved: Any, settings: RaySettings, workers_per_node: int) -> tuple[dict, int, dict]:
@@ -787,7 +844,7 @@ def _check_model(resolved: Any, settings: RaySettings, workers_per_node: int) ->
 
     effective = {"pooling": settings.pooling, "normalize": settings.normalize, "max_length": settings.max_length,
                  "workers_per_node": workers_per_node}
-    embedder = load_embedder(resolved, **_embedder_kwargs(settings, effective, 1))
+    embedder = load_embedder(resolved, settings.worker_options(effective, 1))
     effective.update(pooling=embedder.pooling, normalize=embedder.normalize, max_length=embedder.max_length)
     info = {"family": resolved.family, "layer_label": embedder.layer_label}
     dim = embedder.dim
@@ -810,7 +867,7 @@ def _pin_run(out: Path, run_fp: str, resolved: Any, settings: RaySettings, files
     if any(out.glob("part-*.parquet")):
         raise UsageError(f"{out} already holds part-*.parquet files that bertcli did not pin to a run",
                          hint="choose a new --output folder")
-    _write_json(pin, {"fingerprint": run_fp, "model": resolved.display_name, "settings": asdict(settings),
+    _write_json(pin, {"fingerprint": run_fp, "model": resolved.display_name, "settings": settings.pinned(),
                       "inputs": [asdict(f) for f in files]})
 
 
@@ -830,8 +887,7 @@ def _through_ray_client() -> bool:
         return False
 
 
-def _run_pool_on_cluster(pool_args: tuple, on_progress: Callable[[dict], None] | None,
-                         shard_hook: Callable[[Shard], bool] | None) -> int:
+def _run_pool_on_cluster(job: PoolJob, on_progress: Callable[[dict], None] | None) -> int:
     """`_run_pool` for Ray Client: Ray Data cannot execute through Ray Client (its streaming executor needs a
     cluster-side driver; see ray-project/ray#42739), so the pool's driver runs as a task on the cluster
     (num_cpus=0) and its progress comes back through a Ray queue. Inputs and the output folder must be at the
@@ -842,11 +898,11 @@ def _run_pool_on_cluster(pool_args: tuple, on_progress: Callable[[dict], None] |
     queue = Queue() if on_progress is not None else None
 
     @ray.remote(num_cpus=0, max_retries=0)
-    def drive(args: tuple) -> int:
+    def drive(job: PoolJob) -> int:
         _quiet_ray_data()
-        return _run_pool(*args, queue.put if queue is not None else None, shard_hook)
+        return _run_pool(job, queue.put if queue is not None else None)
 
-    ref = drive.remote(pool_args)
+    ref = drive.remote(job)
 
     def drain() -> None:
         while queue is not None:
@@ -870,18 +926,19 @@ def _run_pool_on_cluster(pool_args: tuple, on_progress: Callable[[dict], None] |
             queue.shutdown()
 
 
-def _run_pool(resolved, files, todo, out, settings, effective, run_fp, workers, threads, total_rows, rows_done,
-              started, on_progress, shard_hook) -> int:
+def _run_pool(job: PoolJob, on_progress: Callable[[dict], None] | None) -> int:
+    """Write ``job.todo`` with a Ray Data actor pool of ``job.workers`` `ShardWorker`s; shards written."""
     import ray
     import ray.data
 
-    job = {"resolved": resolved, "files": [asdict(f) for f in files], "output": str(out),
-           "settings": asdict(settings), "effective": effective, "threads": threads, "fingerprint": run_fp,
-           "shard_hook": shard_hook}
+    todo, workers, threads, total_rows, rows_done = job.todo, job.workers, job.threads, job.total_rows, job.rows_done
+    worker_job = {"resolved": job.resolved, "files": [asdict(f) for f in job.files], "output": str(job.out),
+                  "settings": asdict(job.settings), "effective": job.effective, "threads": threads,
+                  "fingerprint": job.fingerprint, "shard_hook": job.shard_hook}
 
     class _Worker(ShardWorker):  # the job travels inside the class: no constructor args in the object store
         def __init__(self):
-            super().__init__(job)
+            super().__init__(worker_job)
 
     _Worker.__name__ = _Worker.__qualname__ = "BertcliShardWorker"
     items = [{"shard": json.dumps(asdict(s))} for s in todo]

@@ -174,21 +174,19 @@ def _base_prefix(model: Any) -> str:
     return prefix + "." if prefix else ""
 
 
-def batch_inputs(encs, tok, *, device, with_types: bool | None = None) -> dict:
-    """Right-padded model inputs (input_ids, attention_mask, token_type_ids when the model uses them)."""
-    import torch
+def batch_inputs(encs, tok, *, with_types: bool | None = None):
+    """Right-padded model inputs as numpy int64 arrays, for `bertcli.backends.Backend.run`: (input_ids,
+    attention_mask, token_type_ids or None when the model does not use them)."""
+    import numpy as np
 
     pad_id = tok.special_ids.get("pad_token", 0)
     width = max(len(e.ids) for e in encs)
-    ids = torch.full((len(encs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(encs), width), dtype=torch.long)
-    types = torch.zeros((len(encs), width), dtype=torch.long)
+    ids = np.full((len(encs), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(encs), width), dtype=np.int64)
+    types = np.zeros((len(encs), width), dtype=np.int64)
     for i, enc in enumerate(encs):
         n = len(enc.ids)
-        ids[i, :n] = torch.tensor(enc.ids)
+        ids[i, :n] = enc.ids
         mask[i, :n] = 1
-        types[i, :n] = torch.tensor(enc.type_ids)
-    batch = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-    if tok.uses_token_types if with_types is None else with_types:
-        batch["token_type_ids"] = types.to(device)
-    return batch
+        types[i, :n] = enc.type_ids
+    return ids, mask, (types if (tok.uses_token_types if with_types is None else with_types) else None)

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.backends import default_threads
+from bertcli.backends import BackendOutput, default_threads
 from bertcli.errors import MissingDependencyError, ModelFileError, OutputError, UsageError
 
 INSTALL_HINT = "pip install 'bertcli[onnx]'"
@@ -479,42 +479,66 @@ def load_encoder(
 
 
 @dataclass
-class OnnxLoadedModel:
-    """What `bertcli.embed.Embedder` needs of a loaded model, for the ONNX backend (the torch one is
-    `bertcli.runner.LoadedModel`): config attributes, pooler facts, the resolved model, a device."""
+class OnnxBackend:
+    """`bertcli.backends.Backend` over an `OnnxEncoder` (the ``base`` head): no torch, no transformers."""
 
     encoder: OnnxEncoder
     resolved: Any
-    config: Any
+    config: Any  # config.json's values as attributes, sizes from the export's metadata
     head: str = "base"
-    device: Any = None
+    name: str = "onnx"
+    device: str = "cpu"
+
+    @classmethod
+    def load(cls, resolved: Any, *, quantize: str | None = None, threads: int | None = None, workers: int = 1,
+             allow_pickle: bool = False) -> OnnxBackend:
+        """`load_encoder` wrapped as a backend."""
+        from types import SimpleNamespace
+
+        encoder = load_encoder(resolved, quantize=quantize, threads=threads, workers=workers, allow_pickle=allow_pickle)
+        meta = encoder.export.meta
+        config = SimpleNamespace(**{**resolved.config, "hidden_size": meta["hidden_size"],
+                                    "num_hidden_layers": meta["num_layers"]})
+        return cls(encoder=encoder, resolved=resolved, config=config)
 
     @property
-    def model(self) -> OnnxEncoder:
-        return self.encoder
+    def export(self) -> OnnxExport:
+        return self.encoder.export
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.config.num_hidden_layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.config.hidden_size)
 
     @property
     def has_pooler(self) -> bool:
         return self.encoder.has_pooler
 
     @property
+    def pooler_layer(self) -> bool:
+        """The model class has a pooler layer (exported only when its weights were trained)."""
+        return bool(self.encoder.pooler)
+
+    @property
+    def accepts_token_types(self) -> bool:
+        return self.encoder.uses_token_types
+
+    @property
     def architecture(self) -> str:
         return f"{self.encoder.export.meta.get('architecture', 'encoder')} via ONNX"
 
+    def session(self, compute: str = "float32"):
+        return contextlib.nullcontext()
 
-def load_model(
-    resolved: Any,
-    *,
-    quantize: str | None = None,
-    threads: int | None = None,
-    workers: int = 1,
-    allow_pickle: bool = False,
-) -> OnnxLoadedModel:
-    """`load_encoder` wrapped for `bertcli.embed.Embedder`."""
-    from types import SimpleNamespace
-
-    encoder = load_encoder(resolved, quantize=quantize, threads=threads, workers=workers, allow_pickle=allow_pickle)
-    meta = encoder.export.meta
-    config = SimpleNamespace(**{**resolved.config, "hidden_size": meta["hidden_size"],
-                                "num_hidden_layers": meta["num_layers"]})
-    return OnnxLoadedModel(encoder=encoder, resolved=resolved, config=config, device=SimpleNamespace(type="cpu"))
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray | None = None, *,
+            layer: int | None = None, attention_layer: int | None = None,
+            positions: tuple[list[int], list[int]] | None = None) -> BackendOutput:
+        if layer is not None:
+            raise UsageError("--layer needs --backend torch: the ONNX export holds the last layer only")
+        if attention_layer is not None:
+            raise UsageError("attention weights need --backend torch")
+        hidden, pooled = self.encoder.run(input_ids, attention_mask, token_type_ids)
+        return BackendOutput(hidden=hidden, pooled=pooled)

@@ -70,40 +70,28 @@ def embed(
     """
     apply_output(fmt, quiet)
     from bertcli.backends import check_backend
+    from bertcli.embed import EmbedOptions
 
-    backend = check_backend(backend, quantize)
+    options = EmbedOptions(pooling=pooling, normalize=normalize, layer=layer, max_length=max_length, on_long=on_long,
+                           device=device, threads=threads, max_tokens=max_tokens, batch_size=batch_size,
+                           compute=compute, backend=check_backend(backend, quantize), quantize=quantize)
     if engine == "ray":
-        _run_ray(texts=texts, model=model, file=file, out=out, pooling=pooling, normalize=normalize, layer=layer,
-                 max_length=max_length, on_long=on_long, backend=backend, quantize=quantize, max_tokens=max_tokens,
-                 batch_size=batch_size, keep_text=keep_text, text_column=text_column, id_column=id_column,
-                 shard_rows=shard_rows, address=address, workers=workers, threads=threads, similarity=similarity,
-                 device=device, compute=compute, dtype=dtype)
+        _run_ray(texts=texts, model=model, file=file, out=out, options=options, address=address, workers=workers,
+                 similarity=similarity, dtype=dtype, layout=dict(keep_text=keep_text, text_column=text_column,
+                                                                 id_column=id_column, shard_rows=shard_rows))
         return
-    if out is not None and files.standard_stream(out) == 1:
-        out = None  # -o - and -o /dev/stdout are stdout: the same formats and checks as without -o
-    if fmt is None and output.current().settings.format in (None, "auto") and out is not None:
-        inferred = SUFFIX_FORMATS.get(out.suffix.lower())
-        if inferred:
-            output.configure(format=inferred)
-    fmt_resolved = output.resolve_format(extras=("npy",))
-    if similarity and pooling == "none":
-        raise UsageError("--similarity compares one vector per text; it does not go with --pooling none")
-    if fmt_resolved == "npy" and pooling == "none" and not similarity:
-        raise UsageError("--format npy writes one matrix with one row per text; --pooling none gives one per "
-                         "token (use -f jsonl)")
-    if fmt_resolved == "npy" and out is None and output.stdout_is_terminal():
-        raise UsageError("--format npy is binary: give -o FILE.npy or redirect stdout")
-    if out is not None and fmt_resolved == "table":
-        raise UsageError("-o writes json, jsonl, tsv or npy: choose one with -f or the file's suffix")
-    if out is not None:
-        out = out.expanduser()
-        files.check_target(out)  # a folder, a socket or a missing folder fails before the model loads
-        files.refuse_overwrite(out, inputs=[file])
+    _run_local(texts=texts, model=model, file=file, out=out, options=options, fmt=fmt, dtype=dtype,
+               similarity=similarity)
+
+
+def _run_local(*, texts, model, file, out, options, fmt, dtype, similarity) -> None:
+    """--engine local: read, load, embed and write in this process, rows in input order."""
+    out, fmt_resolved = _local_target(out, fmt)
+    _check_local(options, fmt_resolved, out, file, dtype=dtype, similarity=similarity)
 
     # Idle OpenMP threads sleep instead of spinning: on a shared or busy CPU spinning burns the cores the
     # other thread needs (measured: half the CPU time at the same speed). Set before torch loads; env wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from bertcli.embed import load_embedder
     from bertcli.inputs import iter_lines, require_nonempty
 
     # Read the first window before loading the model: empty or undecodable input fails in a blink.
@@ -115,19 +103,7 @@ def embed(
     first = list(islice(lines, DEFAULT_WINDOW))
     resolved = resolve(model)
     files.refuse_overwrite(out, inputs=[file], model=resolved)
-    if backend == "onnx":
-        _announce_export(resolved, quantize)
-    with output.loading(resolved.display_name):
-        embedder = load_embedder(resolved, pooling=pooling, normalize=normalize, layer=layer, max_length=max_length,
-                                 on_long=on_long, device=device, threads=threads, max_tokens=max_tokens,
-                                 batch_size=batch_size, compute=compute, backend=backend, quantize=quantize)
-    export = getattr(getattr(embedder.model, "encoder", None), "export", None)  # --backend onnx only
-    if export is not None and export.rebuilt:
-        output.warn(f"the cached ONNX export was corrupt and has been made again ({export.rebuilt})")
-    st = embedder.sentence_transformers
-    if st is not None and st.unsupported:
-        output.warn(f"{resolved.display_name} is a sentence-transformers model with {', '.join(st.unsupported)}, "
-                    "which bertcli does not apply: vectors differ from sentence-transformers'")
+    embedder = _load_embedder(resolved, options)
     total = len(texts) if texts else _count_lines(file)
     progress = _Progress(total)
     embeddings = embedder.embed(chain(first, lines), on_batch=progress.advance)
@@ -140,6 +116,57 @@ def embed(
             _emit_records(embeddings, embedder, fmt_resolved, out, dtype)
     finally:
         progress.stop()
+    _report(embedder, out, fmt_resolved, dtype, similarity)
+
+
+def _local_target(out: Path | None, fmt: str | None) -> tuple[Path | None, str]:
+    """The output file (None = stdout) and the output format (from -f, else -o's suffix, else the terminal)."""
+    if out is not None and files.standard_stream(out) == 1:
+        out = None  # -o - and -o /dev/stdout are stdout: the same formats and checks as without -o
+    if fmt is None and output.current().settings.format in (None, "auto") and out is not None:
+        inferred = SUFFIX_FORMATS.get(out.suffix.lower())
+        if inferred:
+            output.configure(format=inferred)
+    return (out.expanduser() if out is not None else None), output.resolve_format(extras=("npy",))
+
+
+def _check_local(options, fmt: str, out: Path | None, file: Path | None, *, dtype: str, similarity: bool) -> None:
+    """Refuse impossible option combinations, and an -o target that cannot be written, before the model loads."""
+    pooling = options.pooling  # --dtype, --on-long and --pooling are checked by their option types
+    if similarity and pooling == "none":
+        raise UsageError("--similarity compares one vector per text; it does not go with --pooling none")
+    if fmt == "npy" and pooling == "none" and not similarity:
+        raise UsageError("--format npy writes one matrix with one row per text; --pooling none gives one per "
+                         "token (use -f jsonl)")
+    if fmt == "npy" and out is None and output.stdout_is_terminal():
+        raise UsageError("--format npy is binary: give -o FILE.npy or redirect stdout")
+    if out is not None and fmt == "table":
+        raise UsageError("-o writes json, jsonl, tsv or npy: choose one with -f or the file's suffix")
+    if out is not None:
+        files.check_target(out)  # a folder, a socket or a missing folder fails before the model loads
+        files.refuse_overwrite(out, inputs=[file])
+
+
+def _load_embedder(resolved, options):
+    """Load the model (announcing a one-off ONNX export) and warn about what would make vectors surprising."""
+    from bertcli.embed import load_embedder
+
+    if options.backend == "onnx":
+        _announce_export(resolved, options.quantize)
+    with output.loading(resolved.display_name):
+        embedder = load_embedder(resolved, options)
+    export = getattr(embedder.model, "export", None)  # --backend onnx only
+    if export is not None and export.rebuilt:
+        output.warn(f"the cached ONNX export was corrupt and has been made again ({export.rebuilt})")
+    st = embedder.sentence_transformers
+    if st is not None and st.unsupported:
+        output.warn(f"{resolved.display_name} is a sentence-transformers model with {', '.join(st.unsupported)}, "
+                    "which bertcli does not apply: vectors differ from sentence-transformers'")
+    return embedder
+
+
+def _report(embedder, out: Path | None, fmt: str, dtype: str, similarity: bool) -> None:
+    """The warnings a run earned (truncated, empty lines) and, with -o, what was written where."""
     stats = embedder.stats
     if stats.truncated:
         output.warn(f"{stats.truncated} text(s) longer than {embedder.max_length} tokens were truncated "
@@ -147,7 +174,7 @@ def embed(
     if stats.empty:
         output.warn(f"{stats.empty} empty line(s) embedded as the empty text (kept so that rows match lines)")
     if out is not None:
-        output.info(f"wrote {stats.texts} × {embedder.dim} {dtype} to {out}" if fmt_resolved == "npy" and not similarity
+        output.info(f"wrote {stats.texts} × {embedder.dim} {dtype} to {out}" if fmt == "npy" and not similarity
                     else f"wrote {out}")
 
 
@@ -166,9 +193,7 @@ def _announce_export(resolved, quantize: str | None) -> None:
         output.info(f"quantizing the ONNX export to {quantize} once (cached in {folder})")
 
 
-def _run_ray(*, texts, model, file, out, pooling, normalize, layer, max_length, on_long, backend, quantize,
-             max_tokens, batch_size, keep_text, text_column, id_column, shard_rows, address, workers, threads,
-             similarity, device, compute, dtype) -> None:
+def _run_ray(*, texts, model, file, out, options, layout, address, workers, similarity, dtype) -> None:
     """--engine ray: shards of Parquet in the folder -o, progress and bad rows on stderr."""
     if texts:
         raise UsageError("--engine ray reads --file FILE, FOLDER or GLOB, not TEXT arguments")
@@ -178,9 +203,9 @@ def _run_ray(*, texts, model, file, out, pooling, normalize, layer, max_length, 
         raise UsageError("--engine ray needs -o FOLDER for its Parquet shards and manifest.json")
     if similarity:
         raise UsageError("--similarity is for the local engine")
-    if (device or "auto").lower() not in ("auto", "cpu"):
+    if (options.device or "auto").lower() not in ("auto", "cpu"):
         raise UsageError("--engine ray runs its workers on CPU: use --device cpu")
-    if compute != "float32" or dtype != "float32":
+    if options.compute != "float32" or dtype != "float32":
         raise UsageError("--engine ray writes float32 vectors (--compute/--dtype are for the local engine)")
     chosen = (output.current().settings.format or "auto").lower()
     if chosen != "auto":
@@ -191,15 +216,12 @@ def _run_ray(*, texts, model, file, out, pooling, normalize, layer, max_length, 
                          hint="give -o a folder name, or drop --engine ray to write one file")
     from bertcli import ray_engine
 
-    settings = ray_engine.RaySettings(
-        pooling=pooling, normalize=normalize, layer=layer, max_length=max_length, on_long=on_long, backend=backend,
-        quantize=quantize, max_tokens=max_tokens, batch_size=batch_size, keep_text=keep_text,
-        text_column=text_column, id_column=id_column, shard_rows=shard_rows)
+    settings = ray_engine.RaySettings.from_options(options, **layout)
     ray_engine.require_ray()
     resolved = resolve(model)
     files.refuse_overwrite(out, inputs=[file], model=resolved)  # the shard folder: never an input or the model
-    if backend == "onnx":
-        _announce_export(resolved, quantize)
+    if options.backend == "onnx":
+        _announce_export(resolved, options.quantize)
 
     def progress(event: dict) -> None:
         eta = event.get("eta")
@@ -209,8 +231,8 @@ def _run_ray(*, texts, model, file, out, pooling, normalize, layer, max_length, 
                     f"{event['rows_done']:,}/{event['rows_total']:,} rows · {event['rate']:,.0f} rows/s{eta_text}")
 
     with _stdout_to_stderr():  # this engine writes no data on stdout: nothing Ray prints may land there
-        result = ray_engine.run(resolved, file, out, settings, address=address, workers=workers, threads=threads,
-                                on_progress=progress)
+        result = ray_engine.run(resolved, file, out, settings, address=address, workers=workers,
+                                threads=options.threads, on_progress=progress)
     if result.bad:
         shown = ", ".join(f"{rid} ({reason})" for rid, reason in result.bad[:20])
         more = f" and {len(result.bad) - 20} more" if len(result.bad) > 20 else ""
