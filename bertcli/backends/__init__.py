@@ -83,6 +83,21 @@ def default_threads(workers: int = 1) -> int:
 # the interface
 
 
+class ConfigFacts:
+    """`num_layers` and `hidden_size` as a backend's ``config`` (a transformers config, or the ONNX export's
+    stand-in for one) gives them: the same two facts for every implementation."""
+
+    config: Any
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.config.num_hidden_layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.config.hidden_size)
+
+
 @dataclass
 class BackendOutput:
     """What one forward pass gives back, as numpy arrays on the CPU (batch first, padded as the input)."""

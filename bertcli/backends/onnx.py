@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.backends import BackendOutput, default_threads
+from bertcli.backends import BackendOutput, ConfigFacts, default_threads
 from bertcli.errors import MissingDependencyError, ModelFileError, OutputError, UsageError
 
 INSTALL_HINT = "pip install 'bertcli[onnx]'"
@@ -479,7 +479,7 @@ def load_encoder(
 
 
 @dataclass
-class OnnxBackend:
+class OnnxBackend(ConfigFacts):
     """`bertcli.backends.Backend` over an `OnnxEncoder` (the ``base`` head): no torch, no transformers."""
 
     encoder: OnnxEncoder
@@ -504,14 +504,6 @@ class OnnxBackend:
     @property
     def export(self) -> OnnxExport:
         return self.encoder.export
-
-    @property
-    def num_layers(self) -> int:
-        return int(self.config.num_hidden_layers)
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.config.hidden_size)
 
     @property
     def has_pooler(self) -> bool:

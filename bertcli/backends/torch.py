@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.backends import BackendOutput
+from bertcli.backends import BackendOutput, ConfigFacts
 
 #: what each head's model returns, by output name (the base head's outputs are read separately)
 HEAD_LOGITS: dict[str, tuple[str, ...]] = {
@@ -27,7 +27,7 @@ HEAD_LOGITS: dict[str, tuple[str, ...]] = {
 
 
 @dataclass
-class TorchBackend:
+class TorchBackend(ConfigFacts):
     """`bertcli.backends.Backend` over a `bertcli.runner.LoadedModel`."""
 
     loaded: Any  # bertcli.runner.LoadedModel
@@ -63,14 +63,6 @@ class TorchBackend:
     @property
     def config(self) -> Any:
         return self.loaded.config
-
-    @property
-    def num_layers(self) -> int:
-        return int(self.config.num_hidden_layers)
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.config.hidden_size)
 
     @property
     def architecture(self) -> str:
