@@ -160,16 +160,7 @@ def iter_windows(
     are always encoded in one call. Errors are raised (ValueError) before the first window is yielded.
     """
     del max_question_len  # unused by 4.57's fast-tokenizer path; kept so callers can pass it through
-    if not question or not question.strip():
-        raise ValueError("the question is empty")
-    if not context or not context.strip():
-        raise ValueError("the context is empty")
-    if max_length < 1:
-        raise ValueError(f"max_length ({max_length}) must be at least 1")
-    if doc_stride is None:
-        doc_stride = min(max_length // 2, 128)
-    if doc_stride < 0:
-        raise ValueError(f"doc_stride ({doc_stride}) must not be negative")
+    doc_stride = _check_window_args(question, context, max_length, doc_stride)
 
     tok = _working_copy(tokenizer)
     if cls_token_id is None:
@@ -192,31 +183,53 @@ def iter_windows(
     for index, enc in enumerate(
         _encodings(tok, question, context, max_length, doc_stride, pair_specials, pad_on_right)
     ):
-        sequence_ids = list(enc.sequence_ids)
-        input_ids = list(enc.ids)
-        is_context = [s == context_sequence for s in sequence_ids]
-        p_mask = [0 if c else 1 for c in is_context]
-        null_index = 0
-        cls_positions = [
-            i for i, (t, s) in enumerate(zip(input_ids, sequence_ids)) if t == cls_token_id and s is None
-        ]
-        for i in cls_positions:
-            p_mask[i] = 0
-        if cls_positions:
-            null_index = cls_positions[0]
-        yield Window(
-            index=index,
-            input_ids=input_ids,
-            attention_mask=list(enc.attention_mask),
-            token_type_ids=list(enc.type_ids),
-            tokens=list(enc.tokens),
-            offsets=[tuple(o) if c else (0, 0) for o, c in zip(enc.offsets, is_context)],
-            sequence_ids=sequence_ids,
-            word_ids=[w if c else None for w, c in zip(enc.word_ids, is_context)],
-            p_mask=p_mask,
-            context_sequence=context_sequence,
-            null_index=null_index,
-        )
+        yield _window(index, enc, context_sequence, cls_token_id)
+
+
+def _window(index: int, enc: Any, context_sequence: int, cls_token_id: int | None) -> Window:
+    """One window of the one-call path from its encoding: only context tokens keep offsets and word ids, and
+    only they and the CLS token (the null answer) can be picked (p_mask 0)."""
+    sequence_ids = list(enc.sequence_ids)
+    input_ids = list(enc.ids)
+    is_context = [s == context_sequence for s in sequence_ids]
+    p_mask = [0 if c else 1 for c in is_context]
+    null_index = 0
+    cls_positions = [
+        i for i, (t, s) in enumerate(zip(input_ids, sequence_ids)) if t == cls_token_id and s is None
+    ]
+    for i in cls_positions:
+        p_mask[i] = 0
+    if cls_positions:
+        null_index = cls_positions[0]
+    return Window(
+        index=index,
+        input_ids=input_ids,
+        attention_mask=list(enc.attention_mask),
+        token_type_ids=list(enc.type_ids),
+        tokens=list(enc.tokens),
+        offsets=[tuple(o) if c else (0, 0) for o, c in zip(enc.offsets, is_context)],
+        sequence_ids=sequence_ids,
+        word_ids=[w if c else None for w, c in zip(enc.word_ids, is_context)],
+        p_mask=p_mask,
+        context_sequence=context_sequence,
+        null_index=null_index,
+    )
+
+
+def _check_window_args(question: str, context: str, max_length: int, doc_stride: int | None) -> int:
+    """The ValueErrors of an empty question or context, or impossible sizes; returns the stride to use (by
+    default min(max_length // 2, 128), as the pipeline)."""
+    if not question or not question.strip():
+        raise ValueError("the question is empty")
+    if not context or not context.strip():
+        raise ValueError("the context is empty")
+    if max_length < 1:
+        raise ValueError(f"max_length ({max_length}) must be at least 1")
+    if doc_stride is None:
+        doc_stride = min(max_length // 2, 128)
+    if doc_stride < 0:
+        raise ValueError(f"doc_stride ({doc_stride}) must not be negative")
+    return doc_stride
 
 
 def _room_errors(question_tokens: int, room: int, max_length: int, pair_specials: int, doc_stride: int) -> None:
