@@ -149,21 +149,14 @@ def check_weights(resolved: Any) -> list:
                 f"{config_path} asks for {what} but {label} holds {count} {kind}(s): the config does not match "
                 "these weights"
             )
-    word = next((t for t in tensors if t.name.endswith("embeddings.word_embeddings.weight")), None)
-    if word is not None and len(word.shape) == 2:
-        vocab = config.get("vocab_size")
-        if isinstance(vocab, int) and vocab != word.shape[0]:
+    for key, tensor_name, what in (("vocab_size", "embeddings.word_embeddings.weight", "word"),
+                                   ("max_position_embeddings", "embeddings.position_embeddings.weight", "position")):
+        table = next((t for t in tensors if t.name.endswith(tensor_name)), None)
+        wanted = config.get(key)
+        if table is not None and len(table.shape) == 2 and isinstance(wanted, int) and wanted != table.shape[0]:
             raise ModelFileError(
-                f"{config_path} says vocab_size {vocab:,} but {label} holds {word.shape[0]:,} word embeddings: "
+                f"{config_path} says {key} {wanted:,} but {label} holds {table.shape[0]:,} {what} embeddings: "
                 "the config does not match these weights"
-            )
-    positions = next((t for t in tensors if t.name.endswith("embeddings.position_embeddings.weight")), None)
-    if positions is not None and len(positions.shape) == 2:
-        wanted = config.get("max_position_embeddings")
-        if isinstance(wanted, int) and wanted != positions.shape[0]:
-            raise ModelFileError(
-                f"{config_path} says max_position_embeddings {wanted:,} but {label} holds "
-                f"{positions.shape[0]:,} position embeddings: the config does not match these weights"
             )
     return tensors
 

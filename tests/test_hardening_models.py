@@ -127,6 +127,8 @@ CORRUPT_CASES = [
      ["embed", "-m", "MODEL", "hello"], "config.json: Validation error for field 'hidden_act'"),
     ("huge vocab_size / fill-mask", "bert_fast", set_config(vocab_size=100_000),
      ["fill-mask", "-m", "MODEL", FILL], "vocab_size"),
+    ("max_position_embeddings the weights do not hold / embed", "bert_fast", set_config(max_position_embeddings=4096),
+     ["embed", "-m", "MODEL", "hello"], "says max_position_embeddings 4,096 but model.safetensors holds"),
     ("layer_norm_eps NaN / config", "bert_fast",
      lambda f: (f / "config.json").write_text((f / "config.json").read_text().replace('"layer_norm_eps": 1e-12', '"layer_norm_eps": NaN')),
      ["config", "-m", "MODEL", "-f", "json"], "layer_norm_eps"),
