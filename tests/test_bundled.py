@@ -9,14 +9,7 @@ import pytest
 from bertcli.bundled import CONFIGS_DIR, bundled_model
 from bertcli.config import count_parameters
 from bertcli.resolve import ALIASES
-
-
-def one_line_error(proc, code: int) -> str:
-    assert proc.returncode == code, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
+from tests.fixtures.checks import one_line_error
 
 
 def _note(alias: str) -> str:

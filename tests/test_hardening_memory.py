@@ -15,17 +15,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tests.fixtures.checks import one_line_error
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def one_line_error(proc, code: int) -> str:
-    assert proc.returncode == code, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    return lines[0]
 
 
 # ------------------------------------------------------------------------------------------- helpers

@@ -9,6 +9,7 @@ import pytest
 
 from bertcli.qa_spans import make_windows
 from tests.fixtures.trained_qa import build_trained_qa, make_example, pools
+from tests.fixtures.checks import one_line_error
 
 
 @pytest.fixture(scope="session")
@@ -19,14 +20,6 @@ def trained_qa(tmp_path_factory):
 @pytest.fixture(scope="module")
 def vocab(trained_qa):
     return (trained_qa / "vocab.txt").read_text(encoding="utf-8").splitlines()
-
-
-def one_line_error(proc, code: int) -> str:
-    assert proc.returncode == code, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
 
 
 def test_answers_questions_with_the_right_span_and_no_answer(run_cli, trained_qa, vocab):

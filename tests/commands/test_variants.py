@@ -6,13 +6,7 @@ import json
 
 from bertcli.config import count_parameters
 from bertcli.resolve import read_config_file
-
-
-def _one_line_error(proc, code: int) -> str:
-    assert proc.returncode == code, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    return proc.stderr.strip()
+from tests.fixtures.checks import one_line_error
 
 
 def test_catalog_piped_is_jsonl_and_table_is_coloured_columns(run_cli):
@@ -54,7 +48,7 @@ def test_catalog_with_minilm_fills_the_bert_row(run_cli, minilm_dir):
 
 
 def test_errors_are_one_line(run_cli, tiny_albert):
-    err = _one_line_error(run_cli("variants", "distilbert"), 2)
+    err = one_line_error(run_cli("variants", "distilbert"), 2)
     assert err == "error: unknown variant 'distilbert'; choose one of BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT"
-    err = _one_line_error(run_cli("variants", "-m", tiny_albert / "spiece.model"), 6)
+    err = one_line_error(run_cli("variants", "-m", tiny_albert / "spiece.model"), 6)
     assert "no config.json" in err
