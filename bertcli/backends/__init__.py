@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # numpy is not imported here: option declarations read BACKEN
     import numpy as np
 
 BACKENDS = ("torch", "onnx")
+DEFAULT_BACKEND = "torch"  # what --backend is when not given, for every model-running command
 QUANTIZE = ("int8",)
 
 

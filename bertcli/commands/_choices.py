@@ -8,6 +8,10 @@ commands without them (tokenize, config, inspect) do not build them at start-up.
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from bertcli.backends import BACKENDS, QUANTIZE
 from bertcli.choices import COMPUTE, DTYPES, ENGINES, ON_LONG, POOLINGS, SCALES, STRATEGIES, choice_enum
 
@@ -20,3 +24,8 @@ Backend = choice_enum("Backend", BACKENDS)
 Quantize = choice_enum("Quantize", QUANTIZE)
 Strategy = choice_enum("Strategy", STRATEGIES)
 Scale = choice_enum("Scale", SCALES)
+
+#: ``--backend`` for every model-running command: declare ``backend: BackendOption = DEFAULT_BACKEND`` (bertcli.backends)
+BackendOption = Annotated[Backend, typer.Option(
+    "--backend", case_sensitive=False,
+    help="torch | onnx (ONNX Runtime on CPU, exported once into bertcli's cache; needs bertcli[onnx]).")]

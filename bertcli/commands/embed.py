@@ -11,7 +11,8 @@ import typer
 
 from bertcli import files, output
 from bertcli.choices import BASE_FORMATS, choice_enum
-from bertcli.commands._choices import Backend, Compute, Dtype, Engine, OnLong, Pooling, Quantize
+from bertcli.backends import DEFAULT_BACKEND
+from bertcli.commands._choices import BackendOption, Compute, Dtype, Engine, OnLong, Pooling, Quantize
 from bertcli.commands._common import DeviceOpt, ModelOpt, QuietOpt, apply_output, examples, format_option, resolve
 from bertcli.errors import BadInputError, UsageError
 
@@ -50,7 +51,7 @@ def embed(
     max_length: Annotated[int | None, typer.Option("--max-length", min=2, help="Truncate texts to N tokens (default: the model's limit; 256 for sentence-transformers MiniLM).")] = None,
     compute: Annotated[Compute, typer.Option("--compute", help="Matmul precision: float32 (exact) | bfloat16 | float16 (torch.autocast: ~1.7× faster on CPUs with AVX512-BF16/AMX, cosine ≥ 0.9999 to float32).")] = "float32",
     on_long: Annotated[OnLong, typer.Option("--on-long", help="Texts over the limit: truncate (one counted warning) | error.")] = "truncate",
-    backend: Annotated[Backend, typer.Option("--backend", case_sensitive=False, help="torch | onnx (ONNX Runtime on CPU, exported once into bertcli's cache; needs bertcli[onnx]).")] = "torch",
+    backend: BackendOption = DEFAULT_BACKEND,
     quantize: Annotated[Quantize | None, typer.Option("--quantize", help="int8: dynamic int8 weights with --backend onnx (faster, cosine ~0.98–0.99 to float32).", show_default=False)] = None,
     engine: Annotated[Engine, typer.Option("--engine", help="local (this process) | ray (Ray Data actors; input --file FILE|FOLDER|GLOB, -o FOLDER of Parquet shards; needs bertcli[ray]).")] = "local",
     address: Annotated[str | None, typer.Option("--address", help="--engine ray: join a cluster (auto | HOST:PORT | ray://HOST:PORT); default: a local runtime on 127.0.0.1. An address that does not answer fails at once, one that cannot be joined within 30 s fails then (exit 8).", show_default=False)] = None,
