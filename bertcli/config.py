@@ -7,6 +7,9 @@ model.parameters())`` for the model class a config's ``architectures`` names (te
 - ALBERT: factorized embeddings V·E + E·H (instead of V·H) and cross-layer sharing: only
   ``num_hidden_groups × inner_group_num`` layers are stored, however many (``num_hidden_layers``) are run.
 - ELECTRA: embeddings of size E projected to H (``embeddings_project``) when E ≠ H; no pooler.
+- DistilBERT: BERT's layers under other names (``dim``, ``n_layers``, ``n_heads``, ``hidden_dim``), half as many;
+  no token-type embeddings and no pooler; a sinusoidal position table (``sinusoidal_pos_embds``) is still stored.
+- XLM-RoBERTa: RoBERTa's arithmetic, with a 250k SentencePiece vocabulary.
 """
 
 from __future__ import annotations
@@ -14,19 +17,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bertcli.limits import ROBERTA_TYPES
+from bertcli.limits import ROBERTA_TYPES, bert_names
 
 # Config fields grouped for display; anything not listed lands in "other".
 FIELD_GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("architecture", ("model_type", "architectures", "hidden_act", "position_embedding_type",
                       "num_hidden_groups", "inner_group_num", "tie_word_embeddings", "is_decoder",
-                      "add_cross_attention", "use_cache", "torch_dtype", "dtype", "transformers_version")),
+                      "add_cross_attention", "use_cache", "torch_dtype", "dtype", "transformers_version",
+                      "activation", "sinusoidal_pos_embds", "tie_weights_")),
     ("sizes", ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-               "intermediate_size", "max_position_embeddings", "type_vocab_size", "num_labels")),
+               "intermediate_size", "max_position_embeddings", "type_vocab_size", "num_labels",
+               "dim", "n_layers", "n_heads", "hidden_dim")),
     ("tokens", ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id",
                 "unk_token_id", "mask_token_id", "decoder_start_token_id")),
     ("dropout", ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout",
-                 "classifier_dropout_prob", "summary_last_dropout", "layer_norm_eps", "initializer_range")),
+                 "classifier_dropout_prob", "summary_last_dropout", "layer_norm_eps", "initializer_range",
+                 "dropout", "attention_dropout", "qa_dropout", "seq_classif_dropout")),
 ]
 
 # transformers' defaults for fields a config.json may omit, per model_type.
@@ -40,6 +46,9 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
                    max_position_embeddings=512, type_vocab_size=2),
     "electra": dict(vocab_size=30522, embedding_size=128, hidden_size=256, num_hidden_layers=12,
                     num_attention_heads=4, intermediate_size=1024, max_position_embeddings=512, type_vocab_size=2),
+    # DistilBERT's own names (dim, n_layers, n_heads, hidden_dim) are read as these (`limits.bert_names`)
+    "distilbert": dict(vocab_size=30522, hidden_size=768, num_hidden_layers=6, num_attention_heads=12,
+                       intermediate_size=3072, max_position_embeddings=512, type_vocab_size=0),
 }
 SUPPORTED_TYPES = tuple(_DEFAULTS)
 
@@ -122,21 +131,30 @@ def count_parameters(config: dict[str, Any], architecture: str | None = None) ->
         raise ValueError(f"parameter counts are known for {', '.join(SUPPORTED_TYPES)}, not {model_type or 'a config without model_type'}")
     from bertcli.modelfiles import size_problems
 
+    config = bert_names(config)
     problems = size_problems(config)
     if problems:
         raise ConfigSizeError(f"config.json's sizes cannot be counted: {'; '.join(problems)}")
     g = lambda key: _get(config, key, model_type)  # noqa: E731
     v, h, nl = int(g("vocab_size")), int(g("hidden_size")), int(g("num_hidden_layers"))
     i, p, t = int(g("intermediate_size")), int(g("max_position_embeddings")), int(g("type_vocab_size"))
+    t = 0 if model_type == "distilbert" else t  # DistilBERT has no token-type embeddings
     e = int(g("embedding_size")) if model_type in ("albert", "electra") and g("embedding_size") else h
     arch = architecture or main_architecture(config) or {"bert": "BertModel", "roberta": "RobertaModel",
-                                                          "albert": "AlbertModel", "electra": "ElectraModel"}[model_type]
+                                                          "albert": "AlbertModel", "electra": "ElectraModel",
+                                                          "distilbert": "DistilBertModel"}[model_type]
     parts: list[ParamPart] = []
     notes: dict[str, Any] = {}
 
     word = v * e
     embeddings = word + p * e + t * e + 2 * e
-    parts.append(ParamPart("embeddings", embeddings, f"V·E + P·E + T·E + LN = {v}·{e} + {p}·{e} + {t}·{e} + 2·{e}"))
+    if model_type == "distilbert":
+        sinusoidal = bool(config.get("sinusoidal_pos_embds"))
+        notes["distilbert"] = {"token_type_embeddings": False, "pooler": False, "sinusoidal_positions": sinusoidal}
+        parts.append(ParamPart("embeddings", embeddings, f"V·H + P·H + LN = {v}·{h} + {p}·{h} + 2·{h}"
+                               + (" (P·H: fixed sinusoids, stored)" if sinusoidal else "")))
+    else:
+        parts.append(ParamPart("embeddings", embeddings, f"V·E + P·E + T·E + LN = {v}·{e} + {p}·{e} + {t}·{e} + 2·{e}"))
     per_layer = _layer_params(h, i)
     stored_layers = nl
     projection = 0
@@ -167,7 +185,7 @@ def count_parameters(config: dict[str, Any], architecture: str | None = None) ->
     parts.append(ParamPart("encoder", encoder, f"{stored_layers} stored layer(s) × {per_layer:,}"
                            + (f" (run {nl} times)" if stored_layers != nl else "")))
 
-    pooler = h * h + h if model_type != "electra" else 0
+    pooler = h * h + h if model_type not in ("electra", "distilbert") else 0
     head, head_name, with_pooler = _head(arch, model_type, v, e, h, config)
     base = embeddings + projection + encoder + pooler
     if with_pooler and pooler:
@@ -189,11 +207,11 @@ def _head(arch: str, model_type: str, v: int, e: int, h: int, config: dict[str, 
     if arch.endswith("ForTokenClassification"):
         return h * num_labels + num_labels, "token classification head", False
     if arch.endswith("ForSequenceClassification"):
-        if model_type in ("roberta", "electra"):
+        if model_type in ("roberta", "electra", "distilbert"):  # a dense layer (pre_classifier) before the classifier
             return (h * h + h) + (h * num_labels + num_labels), "classification head", False
         return h * num_labels + num_labels, "classification head", True
-    decoder = 0 if tied else v * (h if model_type in ("bert", "roberta") else e)
-    if model_type in ("bert", "roberta") and arch.endswith(("ForMaskedLM", "ForCausalLM")):
+    decoder = 0 if tied else v * (h if model_type in ("bert", "roberta", "distilbert") else e)
+    if model_type in ("bert", "roberta", "distilbert") and arch.endswith(("ForMaskedLM", "ForCausalLM")):
         return (h * h + h) + 2 * h + v + decoder, "MLM head", False
     if model_type == "bert" and arch.endswith("ForPreTraining"):
         return (h * h + h) + 2 * h + v + decoder + (2 * h + 2), "MLM + NSP heads", True

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bertcli.errors import ModelFileError
-from bertcli.limits import ROBERTA_TYPES
+from bertcli.limits import ROBERTA_TYPES, bert_names
 from bertcli.resolve import ResolvedModel
 from bertcli.weights import (
     ModuleGroup,
@@ -39,7 +39,7 @@ from bertcli.weights import (
 COMMANDS = ("tokenize", "embed", "fill-mask", "qa", "detect")
 
 #: model types bertcli's runner loads (count_parameters knows them too)
-RUNNABLE_TYPES = ("bert", "albert", "electra", *ROBERTA_TYPES)
+RUNNABLE_TYPES = ("bert", "albert", "electra", *ROBERTA_TYPES, "distilbert")
 
 TOKENIZER_FILE_NAMES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                         "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model")
@@ -61,7 +61,7 @@ INSTALL_SENTENCEPIECE = "pip install sentencepiece protobuf"  # core dependencie
 _HEAD_MODULES = {"mlm": "head: masked LM", "qa": "head: question answering", "rtd": "head: replaced token detection"}
 _HEAD_TENSOR_HINT = {"qa": "qa_outputs.*", "rtd": "discriminator_predictions.*"}
 _MLM_TENSORS = {"bert": "cls.predictions.*", **dict.fromkeys(ROBERTA_TYPES, "lm_head.*"), "albert": "predictions.*",
-                "electra": "generator_predictions.*"}
+                "electra": "generator_predictions.*", "distilbert": "vocab_projector.*"}
 
 
 @dataclass
@@ -234,7 +234,8 @@ def no_model_type_error(resolved: ResolvedModel) -> ModelFileError:
 def _guess_model_type(resolved: ResolvedModel) -> str | None:
     """bert / albert / roberta / electra from ``architectures`` or the weights' name prefix (a hint only)."""
     for arch in resolved.config.get("architectures") or []:
-        for prefix, mt in (("Albert", "albert"), ("Roberta", "roberta"), ("Electra", "electra"), ("Bert", "bert")):
+        for prefix, mt in (("Albert", "albert"), ("XLMRoberta", "xlm-roberta"), ("Roberta", "roberta"),
+                           ("Electra", "electra"), ("DistilBert", "distilbert"), ("Bert", "bert")):
             if arch.startswith(prefix):
                 return mt
     for name in resolved.weight_files():
@@ -243,7 +244,7 @@ def _guess_model_type(resolved: ResolvedModel) -> str | None:
                 names = [t.name for t in read_safetensors(resolved.file(name))]
             except ModelFileError:
                 return None
-            for prefix in ("albert.", "roberta.", "electra.", "bert."):
+            for prefix in ("albert.", "roberta.", "electra.", "distilbert.", "bert."):
                 if any(n.startswith(prefix) for n in names):
                     return prefix[:-1]
     return None
@@ -336,8 +337,25 @@ def _vocab_lookup(source: str, path: Path, ins: Inspection):
             tid = sp.PieceToId(token)
             return tid if sp.IdToPiece(tid) == token else None
 
-        return lookup
+        return _fairseq_ids(sp, lookup) if source == "sentencepiece.bpe.model" else lookup
     return None
+
+
+#: XLM-R's ids for fairseq's own specials; every other piece sits one above its sentencepiece id, <mask> last
+_FAIRSEQ_SPECIALS = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+
+
+def _fairseq_ids(sp: Any, lookup):
+    """token → id as XLM-R's tokenizer numbers a sentencepiece.bpe.model (fairseq's dictionary layout)."""
+    def fairseq_lookup(token: str) -> int | None:
+        if token in _FAIRSEQ_SPECIALS:
+            return _FAIRSEQ_SPECIALS[token]
+        if token == "<mask>":
+            return sp.GetPieceSize() + 1
+        tid = lookup(token)
+        return tid + 1 if tid is not None and tid > 2 else None
+
+    return fairseq_lookup
 
 
 def package_available(module: str) -> bool:
@@ -398,7 +416,7 @@ def _config_arithmetic(ins: Inspection) -> None:
     from bertcli.config import ConfigSizeError, count_parameters
     from bertcli.modelfiles import stored_layers
 
-    cfg = ins.resolved.config
+    cfg = bert_names(ins.resolved.config)  # DistilBERT's n_layers read as num_hidden_layers
     layers, kind = stored_layers(ins.tensors)
     wanted = cfg.get("num_hidden_layers")
     if kind == "layer" and layers and isinstance(wanted, int) and wanted > layers:
@@ -436,7 +454,7 @@ def _capabilities(ins: Inspection) -> list[Capability]:
     if not r.has_config:
         return caps + [Capability(c, False, "no config.json: this is a tokenizer only") for c in model_cmds]
     if (ins.model_type or "").lower() not in RUNNABLE_TYPES:
-        why = f"model_type {ins.model_type!r} is not a BERT-family model (bertcli runs bert, albert, roberta, electra)"
+        why = f"model_type {ins.model_type!r} is not a BERT-family model (bertcli runs {', '.join(RUNNABLE_TYPES)})"
         return caps + [Capability(c, False, why) for c in model_cmds]
     if not ins.weight_files:
         return caps + [Capability(c, False, "no weight files") for c in model_cmds]

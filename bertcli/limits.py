@@ -11,6 +11,18 @@ from typing import Any
 #: positions takes 512 tokens (and their parameter arithmetic is RoBERTa's).
 ROBERTA_TYPES = ("roberta", "xlm-roberta", "camembert")
 
+#: DistilBERT's config.json names for BERT's size fields (transformers maps the first three the same way)
+DISTILBERT_NAMES = {"hidden_size": "dim", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers",
+                    "intermediate_size": "hidden_dim"}
+
+
+def bert_names(config: dict[str, Any]) -> dict[str, Any]:
+    """A config.json dict with BERT's size names (``hidden_size`` …) added for a DistilBERT config, which names
+    them ``dim``/``n_heads``/``n_layers``/``hidden_dim``; any other config is returned as it is."""
+    if not isinstance(config, dict) or config.get("model_type") != "distilbert":
+        return config
+    return {**config, **{bert: config[own] for bert, own in DISTILBERT_NAMES.items() if own in config}}
+
 
 def _field(config: Any, name: str) -> Any:
     """A config field from a config.json dict or a transformers config object."""

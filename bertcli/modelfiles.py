@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bertcli.errors import BertcliError, MissingDependencyError, ModelFileError, describe
+from bertcli.limits import bert_names
 
 #: size fields of a config → (smallest, largest) value accepted. The upper bounds are far above any
 #: BERT-family checkpoint and stop an absurd config before it allocates (or loops over) gigabytes.
@@ -98,6 +99,7 @@ def size_problems(config: dict[str, Any]) -> list[str]:
 
 def check_config(config: dict[str, Any], path: str | Path) -> None:
     """Refuse (exit 6) a config whose sizes a model cannot be built from, before anything is allocated."""
+    config = bert_names(config)  # DistilBERT's dim/n_heads/n_layers checked as BERT's sizes
     problems = size_problems(config)
     if problems:
         raise ModelFileError(f"{path}: {'; '.join(problems)}")
@@ -133,7 +135,7 @@ def check_weights(resolved: Any) -> list:
     tensors = []
     for name in files:
         tensors += read_safetensors(resolved.file(name), file_label=str(resolved.file(name)))
-    config = resolved.config
+    config = bert_names(resolved.config)
     label = files[0] if len(files) == 1 else f"the weight files ({', '.join(files)})"
     config_path = resolved.file("config.json")
     count, kind = stored_layers(tensors)

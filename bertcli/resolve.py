@@ -2,7 +2,8 @@
 
 A model reference is one of:
 
-1. an alias (``bert``, ``albert``, ``roberta``, ``electra``, ``electra-generator``, ``spanbert``, ``spanbert-qa``);
+1. an alias (``bert``, ``albert``, ``roberta``, ``electra``, ``electra-generator``, ``spanbert``, ``spanbert-qa``,
+   ``distilbert``, ``xlm-roberta``);
 2. a hub repo id (``org/name`` or a legacy ``name``), optionally ``@revision``, looked up in the standard
    Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE`` / ``--cache-dir``) and downloaded through huggingface_hub
    when missing and online;
@@ -47,6 +48,10 @@ ALIASES: dict[str, Alias] = {
         Alias("electra-generator", "google/electra-small-generator", "ELECTRA", "ELECTRA small generator (masked LM)"),
         Alias("spanbert", "SpanBERT/spanbert-base-cased", "SpanBERT", "SpanBERT base, cased (no MLM head)"),
         Alias("spanbert-qa", "mrm8488/spanbert-base-finetuned-squadv2", "SpanBERT", "SpanBERT fine-tuned on SQuAD 2.0"),
+        Alias("distilbert", "distilbert/distilbert-base-uncased", "DistilBERT",
+              "DistilBERT base, uncased (6 layers distilled from BERT)", ("distilbert-base-uncased",)),
+        Alias("xlm-roberta", "FacebookAI/xlm-roberta-base", "XLM-RoBERTa",
+              "XLM-RoBERTa base (100 languages, SentencePiece)", ("xlm-roberta-base",)),
     )
 }
 
@@ -213,10 +218,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-FAMILIES = ("BERT", "ALBERT", "RoBERTa", "ELECTRA", "SpanBERT")
+FAMILIES = ("BERT", "ALBERT", "RoBERTa", "ELECTRA", "SpanBERT", "DistilBERT", "XLM-RoBERTa")
 
-#: model types a name may declare, longest first so that "albert" and "roberta" win over "bert"
-_NAME_MODEL_TYPES = ("xlm-roberta", "camembert", "roberta", "albert", "electra", "bert")
+#: model types a name may declare, longest first so that "albert", "roberta" and "distilbert" win over "bert"
+_NAME_MODEL_TYPES = ("xlm-roberta", "distilbert", "camembert", "roberta", "albert", "electra", "bert")
 
 
 def model_type_from_name(*names: str | None) -> str | None:
@@ -238,7 +243,8 @@ def detect_family(config: dict[str, Any], *, name_hints: list[str] = (), tokeniz
     hints = " ".join(name_hints + [str(config.get("_name_or_path", ""))]).lower()
     if model_type == "bert" and "spanbert" in hints:
         return "SpanBERT"
-    mapping = {"bert": "BERT", "albert": "ALBERT", "electra": "ELECTRA", **dict.fromkeys(ROBERTA_TYPES, "RoBERTa")}
+    mapping = {"bert": "BERT", "albert": "ALBERT", "electra": "ELECTRA", **dict.fromkeys(ROBERTA_TYPES, "RoBERTa"),
+               "distilbert": "DistilBERT", "xlm-roberta": "XLM-RoBERTa"}
     if model_type in mapping:
         return mapping[model_type]
     if not config and tokenizer_kind:

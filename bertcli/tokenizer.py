@@ -189,8 +189,11 @@ def _check_vocabulary(backend: Any, path: Path) -> None:
 
 
 def _uses_token_types(model: ResolvedModel, kind: str) -> bool:
-    """Token type ids are shown when the model has more than one token type (not RoBERTa's 1)."""
+    """Token type ids are shown when the model has more than one token type (not RoBERTa's 1, not DistilBERT,
+    which has no token-type embeddings and whose tokenizer returns none)."""
     config = model.config
+    if config.get("model_type") == "distilbert":
+        return False
     if "type_vocab_size" in config:
         return int(config["type_vocab_size"] or 0) > 1
     return kind != "byte-level BPE"

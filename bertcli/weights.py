@@ -216,19 +216,19 @@ def read_pickle_weights(path: str | os.PathLike, *, file_label: str | None = Non
 # ---------------------------------------------------------------------------------------------------------
 # grouping by module
 
-_BASE_PREFIXES = ("bert.", "roberta.", "albert.", "electra.")
-_LAYER_RE = re.compile(r"^encoder\.layer\.(\d+)\.")
+_BASE_PREFIXES = ("bert.", "roberta.", "albert.", "electra.", "distilbert.")
+_LAYER_RE = re.compile(r"^(?:encoder|transformer)\.layer\.(\d+)\.")  # DistilBERT: transformer.layer.N
 _ALBERT_RE = re.compile(r"^encoder\.albert_layer_groups\.(\d+)\.albert_layers\.(\d+)\.")
 
 #: name prefixes (after the base-model prefix is removed) → head group, in display order
 HEAD_GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("head: masked LM", ("cls.predictions.", "lm_head.", "predictions.", "generator_predictions.",
-                         "generator_lm_head.")),
+                         "generator_lm_head.", "vocab_transform.", "vocab_layer_norm.", "vocab_projector.")),
     ("head: next sentence prediction", ("cls.seq_relationship.",)),
     ("head: sentence order prediction", ("sop_classifier.",)),
     ("head: question answering", ("qa_outputs.",)),
     ("head: replaced token detection", ("discriminator_predictions.",)),
-    ("head: classifier", ("classifier.",)),
+    ("head: classifier", ("classifier.", "pre_classifier.")),
 ]
 
 
@@ -296,13 +296,14 @@ _TIE_RULES: list[tuple[str, str, str]] = [
     ("predictions.bias", "predictions.decoder.weight", "{word}"),
     ("predictions.bias", "predictions.decoder.bias", "predictions.bias"),
     ("generator_lm_head.bias", "generator_lm_head.weight", "{word}"),
+    ("vocab_projector.bias", "vocab_projector.weight", "{word}"),  # DistilBERT
 ]
 
 
 def tied_weights(tensors: Iterable[TensorInfo], *, tie_word_embeddings: bool = True) -> list[TiedWeight]:
     """Tensors the model has but the file omits because they share another tensor (the MLM decoder).
 
-    Follows transformers' ``_tied_weights_keys`` for BERT, RoBERTa, ALBERT and ELECTRA: the decoder weight is
+    Follows transformers' ``_tied_weights_keys`` for BERT, RoBERTa, ALBERT, ELECTRA and DistilBERT: the decoder weight is
     the word embedding matrix (unless ``tie_word_embeddings`` is false) and the decoder bias is the head's bias.
     """
     by_name = {t.name: t for t in tensors}
