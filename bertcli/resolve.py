@@ -49,7 +49,7 @@ ALIASES: dict[str, Alias] = {
         Alias("spanbert", "SpanBERT/spanbert-base-cased", "SpanBERT", "SpanBERT base, cased (no MLM head)"),
         Alias("spanbert-qa", "mrm8488/spanbert-base-finetuned-squadv2", "SpanBERT", "SpanBERT fine-tuned on SQuAD 2.0"),
         Alias("distilbert", "distilbert/distilbert-base-uncased", "DistilBERT",
-              "DistilBERT base, uncased (6 layers distilled from BERT)", ("distilbert-base-uncased",)),
+              "DistilBERT base, uncased (distilled, 6 layers)", ("distilbert-base-uncased",)),
         Alias("xlm-roberta", "FacebookAI/xlm-roberta-base", "XLM-RoBERTa",
               "XLM-RoBERTa base (100 languages, SentencePiece)", ("xlm-roberta-base",)),
     )

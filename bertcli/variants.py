@@ -11,7 +11,7 @@ from typing import Any
 
 from bertcli.compare import marker_for
 from bertcli.errors import UsageError
-from bertcli.limits import ROBERTA_TYPES
+from bertcli.limits import ROBERTA_TYPES, bert_names
 from bertcli.resolve import ALIASES, detect_family
 
 OBJECTIVES: dict[str, str] = {
@@ -21,6 +21,8 @@ OBJECTIVES: dict[str, str] = {
     "RTD": "replaced token detection: for every token, was it replaced by the generator?",
     "SBO": "span boundary objective: predict each masked token from the two tokens just outside its span "
            "plus its position in the span",
+    "KD": "knowledge distillation: match the teacher's (BERT's) output distribution, softened by a temperature",
+    "COS": "cosine embedding loss: align the direction of the student's hidden states with the teacher's",
 }
 """The pretraining objectives, by their short names."""
 
@@ -106,7 +108,7 @@ VARIANTS: dict[str, Variant] = {
                      "no next sentence prediction: masked LM only, on full-length sequences",
                      "large batches, more data, longer training",
                      "byte-level BPE tokenizer (a leading space becomes Ġ); mask token <mask>"),
-            model_types=ROBERTA_TYPES,
+            model_types=tuple(t for t in ROBERTA_TYPES if t != "xlm-roberta"),
         ),
         Variant(
             name="ELECTRA",
@@ -142,9 +144,48 @@ VARIANTS: dict[str, Variant] = {
                      "BERT's architecture and cased vocabulary (told apart only by its name)"),
             model_types=("bert",),
         ),
+        Variant(
+            name="DistilBERT",
+            summary="BERT distilled: a student with half the layers learns to match BERT; 40% smaller, 60% faster.",
+            objectives=("KD", "MLM", "COS"),
+            masking="dynamic",
+            masking_detail="BERT's 15% and 80/10/10, drawn anew for every batch as RoBERTa does; single "
+                           "segments, no next sentence prediction",
+            mask_strategy="dynamic",
+            tokenizer="WordPiece",
+            tricks=("distillation", "half the layers"),
+            trick_details=("knowledge distillation: the loss is the teacher's soft targets + masked LM + a "
+                           "cosine loss on hidden states",
+                           "6 layers instead of BERT base's 12, initialized from every other teacher layer; "
+                           "no token-type embeddings, no pooler"),
+            changes=("trained by knowledge distillation from BERT base (soft-target loss + MLM + cosine loss)",
+                     "half the layers at the same width: 6 × 768, initialized from the teacher's layers",
+                     "no token-type embeddings, no pooler, no next sentence prediction",
+                     "config.json names its sizes dim, n_layers, n_heads and hidden_dim"),
+            model_types=("distilbert",),
+        ),
+        Variant(
+            name="XLM-RoBERTa",
+            summary="RoBERTa's recipe on 100 languages, with one 250k-piece SentencePiece vocabulary for all of them.",
+            objectives=("MLM",),
+            masking="dynamic",
+            masking_detail="RoBERTa's dynamic 15% and 80/10/10 on text streams of 100 languages, each sampled "
+                           "with probability ∝ (its share of the data)^0.3",
+            mask_strategy="dynamic",
+            tokenizer="SentencePiece",
+            tricks=("shared multilingual vocabulary",),
+            trick_details=("one SentencePiece vocabulary of 250k pieces for 100 languages: the word embeddings "
+                           "hold most of the parameters",),
+            changes=("trained on CC-100: 2.5 TB of filtered CommonCrawl text in 100 languages",
+                     "SentencePiece (unigram) vocabulary of 250k pieces instead of byte-level BPE; a piece that "
+                     "starts a word begins with ▁",
+                     "no language embeddings: the model is not told which language it reads",
+                     "RoBERTa's architecture and objective: masked LM only, dynamic masking, mask token <mask>"),
+            model_types=("xlm-roberta",),
+        ),
     )
 }
-"""The five variants, keyed by lower-case name."""
+"""The variants, keyed by lower-case name."""
 
 
 def get_variant(name: str) -> Variant:
@@ -177,7 +218,7 @@ def variant_record(variant: Variant) -> dict[str, Any]:
 
 
 def catalog() -> list[dict[str, Any]]:
-    """Every variant's record, in the order BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT."""
+    """Every variant's record, in the order BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT, DistilBERT, XLM-RoBERTa."""
     return [variant_record(v) for v in VARIANTS.values()]
 
 
@@ -193,6 +234,7 @@ def live_numbers(config: dict[str, Any], *, name_hints: list[str] | tuple[str, .
     from bertcli.config import count_parameters
 
     count = count_parameters(config)
+    config = bert_names(config)  # DistilBERT's dim/n_layers/n_heads/hidden_dim under BERT's names
     notes = count.notes
     word = next(p for p in count.parts if p.name == "embeddings")
     v = int(config_value(config, "vocab_size", count.model_type))
@@ -221,4 +263,19 @@ def live_numbers(config: dict[str, Any], *, name_hints: list[str] | tuple[str, .
     }
     saved = (fact["saved"] if fact else 0) + (notes["sharing"]["saved"] if notes.get("sharing") else 0)
     record["saved_by_tricks"] = saved if fact or notes.get("sharing") else None
+    if count.model_type == "distilbert":
+        record["distillation"] = _teacher_numbers(config, count)
     return record
+
+
+def _teacher_numbers(config: dict[str, Any], student: Any) -> dict[str, Any]:
+    """A DistilBERT student against its teacher: BERT of the same width with twice the layers, token types
+    and a pooler (for distilbert-base-uncased: bert-base-uncased)."""
+    from bertcli.config import count_parameters
+
+    teacher_config = {**{k: v for k, v in config.items() if k not in ("architectures", "model_type")},
+                      "model_type": "bert", "num_hidden_layers": 2 * student.run_layers, "type_vocab_size": 2}
+    teacher = count_parameters(teacher_config, "BertModel")
+    return {"student_layers": student.run_layers, "teacher_layers": teacher.run_layers,
+            "student_params": student.base, "teacher_params": teacher.base,
+            "share_of_teacher": student.base / teacher.base}

@@ -19,7 +19,9 @@ def _layer(h: int, i: int) -> int:
 
 def test_catalog_facts():
     rows = {r["variant"]: r for r in catalog()}
-    assert list(rows) == ["BERT", "ALBERT", "RoBERTa", "ELECTRA", "SpanBERT"]
+    assert list(rows) == ["BERT", "ALBERT", "RoBERTa", "ELECTRA", "SpanBERT", "DistilBERT", "XLM-RoBERTa"]
+    assert all(set(r["objectives"]) <= set(OBJECTIVES) for r in rows.values())
+    rows = {k: rows[k] for k in ("BERT", "ALBERT", "RoBERTa", "ELECTRA", "SpanBERT")}  # the others: test_families_*.py
     assert {k: r["objectives"] for k, r in rows.items()} == {
         "BERT": ["MLM", "NSP"], "ALBERT": ["MLM", "SOP"], "RoBERTa": ["MLM"], "ELECTRA": ["RTD", "MLM"],
         "SpanBERT": ["MLM", "SBO"]}
@@ -54,8 +56,8 @@ def test_get_variant_by_name_or_alias(name, expected):
 
 def test_unknown_variant_lists_the_choices():
     with pytest.raises(UsageError) as err:
-        get_variant("distilbert")
-    assert str(err.value) == "unknown variant 'distilbert'; choose one of BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT"
+        get_variant("gpt2")
+    assert str(err.value) == "unknown variant 'gpt2'; choose one of BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT, DistilBERT, XLM-RoBERTa"
     assert err.value.exit_code == 2
 
 
@@ -123,4 +125,4 @@ def test_live_numbers_unknown_model_type():
 
 
 def test_variants_table_keys():
-    assert list(VARIANTS) == ["bert", "albert", "roberta", "electra", "spanbert"]
+    assert list(VARIANTS) == ["bert", "albert", "roberta", "electra", "spanbert", "distilbert", "xlm-roberta"]

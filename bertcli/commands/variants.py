@@ -18,12 +18,13 @@ EXAMPLES = examples(
 )
 
 OBJECTIVE_STYLES = {"MLM": "bold blue", "NSP": "bold magenta", "SOP": "bold yellow", "RTD": "bold red",
-                    "SBO": "bold green"}
+                    "SBO": "bold green",
+                    "KD": "bold cyan", "COS": "bold cyan"}
 MASKING_STYLES = {"static": "cyan", "dynamic": "magenta", "span": "green"}
 
 
 def variants(
-    variant: Annotated[str | None, typer.Argument(metavar="[VARIANT]", help="Show one variant in detail: bert, albert, roberta, electra, spanbert.", show_default=False)] = None,
+    variant: Annotated[str | None, typer.Argument(metavar="[VARIANT]", help="Show one variant in detail: bert, albert, roberta, electra, spanbert, distilbert, xlm-roberta.", show_default=False)] = None,
     model: ModelOpt = None,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
@@ -66,7 +67,7 @@ def variants(
             if rec["variant"] == live["family"]:
                 rec["live"] = live
         if not any("live" in rec for rec in records):
-            output.warn(f"{live['model']} is not one of the five variants ({live['model_type']}); "
+            output.warn(f"{live['model']} is not one of the variants ({live['model_type']}); "
                         "its numbers are shown below the catalog")
             records.append({"variant": None, "live": live})
     output.emit(records, table=_catalog_view, fmt=fmt_resolved,
@@ -197,6 +198,11 @@ def _live_view(live: dict):
     if live.get("saved_by_tricks") is not None:
         table.add_row("saved by both tricks", f"[bold green]{live['saved_by_tricks']:,}[/bold green]",
                       f"the model would have ≈{live['total'] + live['saved_by_tricks']:,} without them")
+    distil = live.get("distillation")
+    if distil:
+        table.add_row("[bold]student / teacher[/bold]", f"[green]{distil['student_params']:,}[/green] / "
+                      f"{distil['teacher_params']:,}", f"{distil['student_layers']} vs {distil['teacher_layers']} layers "
+                      f"({distil['share_of_teacher']:.0%} of BERT's parameters at this width)")
     proj = live.get("embedding_projection")
     if proj:
         table.add_row("[bold]projection[/bold] E→H", f"{proj['params']:,}", f"E·H + H = {proj['E']}·{proj['H']} + {proj['H']}")
