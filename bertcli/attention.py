@@ -25,6 +25,7 @@ import numpy as np
 
 from bertcli.choices import SCALES
 from bertcli.errors import MissingDependencyError, UsageError
+from bertcli.limits import bert_names
 from bertcli.resolve import ResolvedModel
 
 PLOT_HINT = "pip install 'bertcli[plot]'"
@@ -104,6 +105,7 @@ def check_layer_head(num_layers: int, num_heads: int, layer: int, head: int | st
 
 def check_config(config: dict, layer: int, head: int | str) -> None:
     """Validate layer/head from config.json alone, before any weights are loaded (when the config says)."""
+    config = bert_names(config)  # DistilBERT: n_layers, n_heads
     layers, heads = config.get("num_hidden_layers"), config.get("num_attention_heads")
     if isinstance(layers, int) and isinstance(heads, int) and layers > 0 and heads > 0:
         check_layer_head(layers, heads, layer, head)

@@ -211,6 +211,8 @@ def _head(arch: str, model_type: str, v: int, e: int, h: int, config: dict[str, 
             return (h * h + h) + (h * num_labels + num_labels), "classification head", False
         return h * num_labels + num_labels, "classification head", True
     decoder = 0 if tied else v * (h if model_type in ("bert", "roberta", "distilbert") else e)
+    if not tied and model_type in ("bert", "roberta", "albert"):
+        decoder += v  # untied, the decoder's own bias is no longer the head's bias
     if model_type in ("bert", "roberta", "distilbert") and arch.endswith(("ForMaskedLM", "ForCausalLM")):
         return (h * h + h) + 2 * h + v + decoder, "MLM head", False
     if model_type == "bert" and arch.endswith("ForPreTraining"):
