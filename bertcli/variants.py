@@ -146,7 +146,7 @@ VARIANTS: dict[str, Variant] = {
         ),
         Variant(
             name="DistilBERT",
-            summary="BERT distilled: a student with half the layers learns to match BERT; 40% smaller, 60% faster.",
+            summary="BERT distilled: half the layers, trained to match BERT's outputs.",
             objectives=("KD", "MLM", "COS"),
             masking="dynamic",
             masking_detail="BERT's 15% and 80/10/10, drawn anew for every batch as RoBERTa does; single "
@@ -166,14 +166,14 @@ VARIANTS: dict[str, Variant] = {
         ),
         Variant(
             name="XLM-RoBERTa",
-            summary="RoBERTa's recipe on 100 languages, with one 250k-piece SentencePiece vocabulary for all of them.",
+            summary="RoBERTa's recipe on 100 languages, with one 250k SentencePiece vocabulary.",
             objectives=("MLM",),
             masking="dynamic",
             masking_detail="RoBERTa's dynamic 15% and 80/10/10 on text streams of 100 languages, each sampled "
                            "with probability ∝ (its share of the data)^0.3",
             mask_strategy="dynamic",
             tokenizer="SentencePiece",
-            tricks=("shared multilingual vocabulary",),
+            tricks=("shared vocabulary",),
             trick_details=("one SentencePiece vocabulary of 250k pieces for 100 languages: the word embeddings "
                            "hold most of the parameters",),
             changes=("trained on CC-100: 2.5 TB of filtered CommonCrawl text in 100 languages",

@@ -201,8 +201,8 @@ def _live_view(live: dict):
     distil = live.get("distillation")
     if distil:
         table.add_row("[bold]student / teacher[/bold]", f"[green]{distil['student_params']:,}[/green] / "
-                      f"{distil['teacher_params']:,}", f"{distil['student_layers']} vs {distil['teacher_layers']} layers "
-                      f"({distil['share_of_teacher']:.0%} of BERT's parameters at this width)")
+                      f"{distil['teacher_params']:,}", f"{distil['student_layers']} vs {distil['teacher_layers']} layers: "
+                      f"{distil['share_of_teacher']:.0%} of the teacher")
     proj = live.get("embedding_projection")
     if proj:
         table.add_row("[bold]projection[/bold] E→H", f"{proj['params']:,}", f"E·H + H = {proj['E']}·{proj['H']} + {proj['H']}")
