@@ -271,6 +271,17 @@ def test_config_diff_across_families_offline(run_cli):
     assert proc.returncode == 0, proc.stderr
     rows = {row["field"]: (row["a"], row["b"]) for row in json.loads(proc.stdout)}
     assert rows["model_type"] == ("distilbert", "xlm-roberta")
-    assert rows["dim"] == (768, None) and rows["hidden_size"] == (None, 768)
-    assert rows["n_layers"] == (6, None) and rows["num_hidden_layers"] == (None, 12)
-    assert rows["vocab_size"] == (30522, 250002)
+    assert rows["dim"] == (768, None) and rows["n_layers"] == (6, None)  # DistilBERT's own names, as in its file
+    # ... and its sizes under BERT's names, so that the families line up: equal widths are no difference
+    assert rows["num_hidden_layers"] == (6, 12)
+    assert "hidden_size" not in rows and "num_attention_heads" not in rows and "intermediate_size" not in rows
+    assert rows["vocab_size"] == (30522, 250002) and rows["max_position_embeddings"] == (512, 514)
+
+
+def test_model_type_from_a_name():
+    from bertcli.resolve import detect_family, model_type_from_name
+
+    assert model_type_from_name("distilbert/distilbert-base-uncased") == "distilbert"  # not "bert"
+    assert model_type_from_name("FacebookAI/xlm-roberta-base") == "xlm-roberta"  # not "roberta"
+    assert detect_family({"model_type": "xlm-roberta"}, name_hints=[]) == "XLM-RoBERTa"
+    assert detect_family({"model_type": "camembert"}, name_hints=[]) == "RoBERTa"

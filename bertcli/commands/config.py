@@ -100,7 +100,11 @@ def config_record(resolved, cfg: dict[str, Any], *, with_params: bool = True) ->
 
 
 def diff_configs(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """Fields whose values differ (missing on one side shows as None), sorted by name."""
+    """Fields whose values differ (missing on one side shows as None), sorted by name. A DistilBERT config's
+    sizes are compared under BERT's names too (``dim`` as ``hidden_size`` …), so that families line up."""
+    from bertcli.limits import bert_names
+
+    a, b = bert_names(a), bert_names(b)
     keys = sorted(set(a) | set(b))
     return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k) and not k.startswith("_")]
 
