@@ -135,6 +135,21 @@ def test_fill_mask_equals_transformers(tiny_head, family):
     assert result.tokens[position] == ref_tok.mask_token  # "<mask>" for XLM-R, typed as [MASK]
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("suffix, head", [("ForSequenceClassification", "seqcls"), ("ForTokenClassification", "tokcls")])
+def test_classification_heads_equal_transformers(tiny_head, family, suffix, head):
+    folder = tiny_head(family, suffix, id2label={0: "neg", 1: "pos", 2: "mixed"})
+    resolved = resolve_model(str(folder))
+    ids, mask = _batch(load_tokenizer(resolved), TEXTS[:3])
+    logits = load_backend(resolved, head, backend="torch", device="cpu").run(ids, mask, None).logits["logits"]
+    with torch.inference_mode():
+        want = _auto(folder, "AutoModel" + suffix)(input_ids=torch.from_numpy(ids),
+                                                   attention_mask=torch.from_numpy(mask)).logits.numpy()
+    assert logits.shape == want.shape and want.shape[-1] == 3
+    real = mask.astype(bool) if head == "tokcls" else slice(None)
+    assert np.abs(logits - want)[real].max() < 1e-5
+
+
 def _reference_answer(enc, start: np.ndarray, end: np.ndarray, context: str, max_len: int = 15) -> str:
     """transformers 4.57's question-answering pipeline for one window, top_k=1, no null answer: softmax over the
     context tokens and CLS, the 12 best spans start ≤ end < start + 15 (CLS closed), each widened to whole words
