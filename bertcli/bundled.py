@@ -1,6 +1,6 @@
 """Bundled copies of the aliases' config.json, so that config-only commands work offline before any download.
 
-The seven aliases' config.json files (small, public facts) ship as package data in
+The aliases' config.json files (small, public facts) ship as package data in
 ``bertcli/data/configs/<alias>/config.json``. `config`, `variants -m` and `inspect` need nothing else, so when
 an alias (or its hub id) is not cached and the hub cannot be used, they read the bundled copy instead — marked
 ``source: bundled`` and announced on stderr. Commands that need weights or a tokenizer never use it.

@@ -42,7 +42,8 @@ COMMANDS = ("tokenize", "embed", "fill-mask", "qa", "detect")
 RUNNABLE_TYPES = ("bert", "albert", "electra", *ROBERTA_TYPES)
 
 TOKENIZER_FILE_NAMES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                        "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model")
+                        "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
+                        "spm.model")
 
 #: what transformers' tokenizer classes use when no file names a special token (role → token)
 DEFAULT_SPECIALS: dict[str, dict[str, str]] = {

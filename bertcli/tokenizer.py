@@ -28,6 +28,7 @@ from bertcli.resolve import LEGACY_KINDS, ResolvedModel, tokenizer_kind, tokeniz
 LEGACY_CLASSES = {
     "spiece.model": "AlbertTokenizer",
     "sentencepiece.bpe.model": "XLMRobertaTokenizer",
+    "spm.model": "DebertaV2Tokenizer",
     "vocab.txt": "BertTokenizer",
     "vocab.json": "RobertaTokenizer",
 }
