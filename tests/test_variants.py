@@ -19,15 +19,17 @@ def _layer(h: int, i: int) -> int:
 
 def test_catalog_facts():
     rows = {r["variant"]: r for r in catalog()}
-    assert list(rows) == ["BERT", "ALBERT", "RoBERTa", "ELECTRA", "SpanBERT"]
+    assert list(rows) == ["BERT", "ALBERT", "RoBERTa", "ELECTRA", "SpanBERT", "DeBERTa", "ModernBERT"]
     assert {k: r["objectives"] for k, r in rows.items()} == {
         "BERT": ["MLM", "NSP"], "ALBERT": ["MLM", "SOP"], "RoBERTa": ["MLM"], "ELECTRA": ["RTD", "MLM"],
-        "SpanBERT": ["MLM", "SBO"]}
+        "SpanBERT": ["MLM", "SBO"], "DeBERTa": ["RTD", "MLM"], "ModernBERT": ["MLM"]}
     assert {k: r["masking"] for k, r in rows.items()} == {
-        "BERT": "static", "ALBERT": "static", "RoBERTa": "dynamic", "ELECTRA": "dynamic", "SpanBERT": "span"}
+        "BERT": "static", "ALBERT": "static", "RoBERTa": "dynamic", "ELECTRA": "dynamic", "SpanBERT": "span",
+        "DeBERTa": "dynamic", "ModernBERT": "dynamic"}
     assert {k: (r["tokenizer"], r["marker"]) for k, r in rows.items()} == {
         "BERT": ("WordPiece", "##"), "ALBERT": ("SentencePiece", "▁"), "RoBERTa": ("byte-level BPE", "Ġ"),
-        "ELECTRA": ("WordPiece", "##"), "SpanBERT": ("WordPiece", "##")}
+        "ELECTRA": ("WordPiece", "##"), "SpanBERT": ("WordPiece", "##"), "DeBERTa": ("SentencePiece", "▁"),
+        "ModernBERT": ("byte-level BPE", "Ġ")}
     assert rows["ALBERT"]["tricks"] == ["factorized embedding", "cross-layer sharing"]
     assert rows["BERT"]["tricks"] == rows["RoBERTa"]["tricks"] == rows["SpanBERT"]["tricks"] == []
     assert {r["mask_strategy"] for r in rows.values()} <= {"static", "dynamic", "whole-word", "span"}
@@ -55,7 +57,8 @@ def test_get_variant_by_name_or_alias(name, expected):
 def test_unknown_variant_lists_the_choices():
     with pytest.raises(UsageError) as err:
         get_variant("distilbert")
-    assert str(err.value) == "unknown variant 'distilbert'; choose one of BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT"
+    assert str(err.value) == ("unknown variant 'distilbert'; choose one of BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT, "
+                              "DeBERTa, ModernBERT")
     assert err.value.exit_code == 2
 
 
@@ -123,4 +126,4 @@ def test_live_numbers_unknown_model_type():
 
 
 def test_variants_table_keys():
-    assert list(VARIANTS) == ["bert", "albert", "roberta", "electra", "spanbert"]
+    assert list(VARIANTS) == ["bert", "albert", "roberta", "electra", "spanbert", "deberta", "modernbert"]

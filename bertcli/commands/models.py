@@ -33,8 +33,9 @@ def models(fmt: FormatOpt = None, quiet: QuietOpt = False) -> None:
 def _table(records: list[dict]):
     from bertcli.commands._common import fit_table
 
-    # hub ids never truncate: on a narrow terminal the description moves under the id instead of being cut
-    return fit_table(lambda dropped: _table_without(records, dropped), ("description",))
+    # hub ids never truncate: on a narrow terminal the description moves under the id instead of being cut,
+    # then (long family names such as ModernBERT) the family moves under the alias
+    return fit_table(lambda dropped: _table_without(records, dropped), ("description", "family"))
 
 
 def _table_without(records: list[dict], dropped: set[str]):
@@ -44,7 +45,8 @@ def _table_without(records: list[dict], dropped: set[str]):
     longest = max((len(r["repo_id"]) for r in records), default=6)
     table.add_column("alias", no_wrap=True)
     table.add_column("hub id", overflow="fold", min_width=longest)
-    table.add_column("family", no_wrap=True)
+    if "family" not in dropped:
+        table.add_column("family", no_wrap=True)
     table.add_column("cached", no_wrap=True)
     if "description" not in dropped:
         table.add_column("description", min_width=24)
@@ -52,6 +54,8 @@ def _table_without(records: list[dict], dropped: set[str]):
         hub = rec["repo_id"] + (f"\n[dim]legacy: {', '.join(rec['legacy_ids'])}[/dim]" if rec["legacy_ids"] else "")
         if "description" in dropped:
             hub += f"\n[italic]{rec['description']}[/italic]"
-        cells = [f"[bold]{rec['alias']}[/bold]", hub, rec["family"], "[green]yes[/green]" if rec["cached"] else "[dim]no[/dim]"]
+        alias = f"[bold]{rec['alias']}[/bold]" + (f"\n[dim]{rec['family']}[/dim]" if "family" in dropped else "")
+        cells = [alias, hub, *(() if "family" in dropped else (rec["family"],)),
+                 "[green]yes[/green]" if rec["cached"] else "[dim]no[/dim]"]
         table.add_row(*cells, *(() if "description" in dropped else (rec["description"],)))
     return table
