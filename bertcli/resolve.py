@@ -245,7 +245,7 @@ def model_type_from_name(*names: str | None) -> str | None:
 def detect_family(config: dict[str, Any], *, name_hints: list[str] = (), tokenizer_kind: str | None = None) -> str:
     """The variant a config belongs to. SpanBERT uses BERT's architecture, so only its name tells it apart."""
     model_type = (config.get("model_type") or "").lower()
-    hints = " ".join(name_hints + [str(config.get("_name_or_path", ""))]).lower()
+    hints = " ".join([*name_hints, str(config.get("_name_or_path", ""))]).lower()
     if model_type == "bert" and "spanbert" in hints:
         return "SpanBERT"
     mapping = {"bert": "BERT", "albert": "ALBERT", "electra": "ELECTRA", **dict.fromkeys(ROBERTA_TYPES, "RoBERTa"),
