@@ -153,7 +153,7 @@ VARIANTS: dict[str, Variant] = {
             mask_strategy="dynamic",
             tokenizer="SentencePiece",
             tricks=("disentangled attention", "relative position buckets", "enhanced mask decoder",
-                    "gradient-disentangled embedding sharing"),
+                    "GDES: disentangled embedding sharing"),
             trick_details=("disentangled attention: each token is a content vector and a relative-position vector; "
                            "attention adds content→content, content→position (c2p) and position→content (p2c) "
                            "scores (pos_att_type)",

@@ -34,6 +34,8 @@ def test_aliases_match_the_shared_notes():
         "electra-generator": "google/electra-small-generator",
         "spanbert": "SpanBERT/spanbert-base-cased",
         "spanbert-qa": "mrm8488/spanbert-base-finetuned-squadv2",
+        "deberta-v3": "microsoft/deberta-v3-base",
+        "modernbert": "answerdotai/ModernBERT-base",
     }
 
 
