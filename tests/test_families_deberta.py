@@ -247,3 +247,26 @@ def test_detect_refuses_deberta_even_with_its_rtd_head(tiny_head, tmp_path, run_
     err = one_line_error(run_cli("detect", "It was great.", "-m", folder), 6)
     assert "holds DeBERTa-v3's replaced-token-detection head (mask_predictions.*)" in err
     assert "fits: bertcli embed, bertcli fill-mask" in err
+
+
+def test_deberta_original_mlm_head_is_read_not_initialised(tiny_head, tmp_path):
+    """microsoft/deberta-base and the v2 checkpoints ship lm_predictions.* and no `legacy` in config.json:
+    fill-mask loads that head (transformers' default would build another one, randomly initialised)."""
+    import shutil
+
+    from bertcli.fillmask import load_fill_masker
+
+    folder = shutil.copytree(tiny_head("deberta-v2", "ForMaskedLM", legacy=False), tmp_path / "deberta-v2")
+    config = json.loads((folder / "config.json").read_text())
+    del config["legacy"]
+    (folder / "config.json").write_text(json.dumps(config))
+    text = "The capital of France is [MASK]."
+    [result] = load_fill_masker(resolve_model(str(folder))).fill([text], top_k=3)
+    tok = transformers.AutoTokenizer.from_pretrained(str(folder))
+    model = transformers.AutoModelForMaskedLM.from_pretrained(str(folder), legacy=False).eval()
+    enc = tok(text, return_tensors="pt")
+    with torch.inference_mode():
+        probs = model(**enc).logits[0, result.masks[0].position].softmax(-1)
+    top = probs.topk(3)
+    assert [f.token_id for f in result.masks[0].fillers] == top.indices.tolist()
+    assert [f.score for f in result.masks[0].fillers] == pytest.approx(top.values.tolist(), abs=1e-5)
