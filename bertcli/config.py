@@ -9,7 +9,8 @@ model.parameters())`` for the model class a config's ``architectures`` names (te
 - ELECTRA: embeddings of size E projected to H (``embeddings_project``) when E ≠ H; no pooler.
 - DeBERTa-v2/v3: no absolute positions in the input (``position_biased_input``), a shared table of relative
   positions (2·``position_buckets`` rows) with its LayerNorm, position projections per layer unless
-  ``share_att_key``; no pooler (a classifier brings its own).
+  ``share_att_key``; no pooler (a classifier brings its own). v1 (model_type deberta): one bias-free q/k/v
+  projection plus q and v biases, no buckets.
 - ModernBERT: no position table (rotary), GeGLU (Wi: H → 2·I), no bias terms unless the config asks, pre-norm
   (layer 0 has no attention norm) and a final norm; the MLM decoder tied to the word embeddings.
 """
@@ -54,6 +55,10 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
                        relative_attention=False, position_buckets=-1, max_relative_positions=-1,
                        share_att_key=False, pos_att_type=None, norm_rel_ebd="none", position_biased_input=True,
                        legacy=True, conv_kernel_size=0, conv_groups=1),
+    "deberta": dict(vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                    intermediate_size=3072, max_position_embeddings=512, type_vocab_size=0, relative_attention=False,
+                    max_relative_positions=-1, pos_att_type=None, position_biased_input=True, legacy=True,
+                    talking_head=False),
     "modernbert": dict(vocab_size=50368, hidden_size=768, num_hidden_layers=22, num_attention_heads=12,
                        intermediate_size=1152, max_position_embeddings=8192, attention_bias=False, mlp_bias=False,
                        norm_bias=False, classifier_bias=False, decoder_bias=True, global_attn_every_n_layers=3,
@@ -246,27 +251,33 @@ def _pos_att_types(value: Any) -> list[str]:
     return [str(x).lower() for x in value or []]
 
 
-def _count_deberta_v2(g, arch: str, config: dict[str, Any]) -> ParamCount:
-    """DeBERTa-v2/v3 as transformers' DebertaV2* classes build them (relative positions, no pooler)."""
+def _count_deberta_v2(g, arch: str, config: dict[str, Any], *, v1: bool = False) -> ParamCount:
+    """DeBERTa-v2/v3 as transformers' DebertaV2* classes build them (relative positions, no pooler); with ``v1``
+    DeBERTa's Deberta* classes (one q/k/v projection without bias plus q and v biases, no position buckets)."""
     v, h, nl, i = int(g("vocab_size")), int(g("hidden_size")), int(g("num_hidden_layers")), int(g("intermediate_size"))
     p, t = int(g("max_position_embeddings")), int(g("type_vocab_size") or 0)
     e = int(g("embedding_size") or h)
-    arch = arch or "DebertaV2Model"
+    arch = arch or ("DebertaModel" if v1 else "DebertaV2Model")
     absolute = g("position_biased_input") is not False
     embeddings = v * e + (p * e if absolute else 0) + (t * e if t > 0 else 0) + (e * h if e != h else 0) + 2 * h
     parts = [ParamPart("embeddings", embeddings, f"V·E{' + P·E' if absolute else ''}{' + T·E' if t > 0 else ''}"
                        f"{' + E·H' if e != h else ''} + LN = {v}·{e}{f' + {p}·{e}' if absolute else ''}"
                        f"{f' + {t}·{e}' if t > 0 else ''}{f' + {e}·{h}' if e != h else ''} + 2·{h}")]
     per_layer = _layer_params(h, i)
+    if v1:  # in_proj H→3H without bias, q_bias and v_bias; talking heads mix the heads' scores
+        heads = int(g("num_attention_heads"))
+        per_layer += -h + (2 * heads * heads if g("talking_head") else 0)
     notes: dict[str, Any] = {}
     relative = 0
     if g("relative_attention"):
-        buckets, max_rel = int(g("position_buckets") or -1), int(g("max_relative_positions") or -1)
+        buckets = -1 if v1 else int(g("position_buckets") or -1)
+        max_rel = int(g("max_relative_positions") or -1)
         span = buckets if buckets > 0 else (max_rel if max_rel >= 1 else p)
-        types, shared = _pos_att_types(g("pos_att_type")), bool(g("share_att_key"))
+        types, shared = _pos_att_types(g("pos_att_type")), not v1 and bool(g("share_att_key"))
         projections = 0 if shared else (h * h + h) * sum(k in types for k in ("c2p", "p2c"))
+        projections -= h if v1 and "c2p" in types else 0  # v1's pos_proj has no bias
         per_layer += projections
-        norm = 2 * h if "layer_norm" in str(g("norm_rel_ebd") or "none").lower() else 0
+        norm = 2 * h if not v1 and "layer_norm" in str(g("norm_rel_ebd") or "none").lower() else 0
         relative = 2 * span * h + norm
         parts.append(ParamPart("relative positions", relative, f"2·span·H{' + LN' if norm else ''} = 2·{span}·{h}"
                                + (f" + 2·{h}" if norm else "")))
@@ -276,7 +287,7 @@ def _count_deberta_v2(g, arch: str, config: dict[str, Any]) -> ParamCount:
             "position_projections_per_layer": projections, "absolute_positions_in_input": absolute,
             "absolute_position_table_saved": 0 if absolute else p * e,
         }
-    if int(g("conv_kernel_size") or 0) > 0:
+    if not v1 and int(g("conv_kernel_size") or 0) > 0:
         k, groups = int(g("conv_kernel_size")), int(g("conv_groups") or 1)
         conv = h * (h // groups) * k + h + 2 * h
         relative += conv
@@ -295,7 +306,7 @@ def _count_deberta_v2(g, arch: str, config: dict[str, Any]) -> ParamCount:
     base = embeddings + relative + encoder
     if head:
         parts.append(ParamPart(head_name, head))
-    return ParamCount("deberta-v2", arch, base + head, base, parts, per_layer, nl, nl, notes)
+    return ParamCount("deberta" if v1 else "deberta-v2", arch, base + head, base, parts, per_layer, nl, nl, notes)
 
 
 def _count_modernbert(g, arch: str, config: dict[str, Any]) -> ParamCount:
@@ -337,4 +348,5 @@ def _count_modernbert(g, arch: str, config: dict[str, Any]) -> ParamCount:
     return ParamCount("modernbert", arch, base + head, base, parts, per_layer, nl, nl, notes)
 
 
-_OTHER_COUNTS = {"deberta-v2": _count_deberta_v2, "modernbert": _count_modernbert}
+_OTHER_COUNTS = {"deberta-v2": _count_deberta_v2, "modernbert": _count_modernbert,
+                 "deberta": lambda g, arch, config: _count_deberta_v2(g, arch, config, v1=True)}

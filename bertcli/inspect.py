@@ -40,7 +40,7 @@ from bertcli.weights import (
 COMMANDS = ("tokenize", "embed", "fill-mask", "qa", "detect")
 
 #: model types bertcli's runner loads (count_parameters knows them too)
-RUNNABLE_TYPES = ("bert", "albert", "electra", *ROBERTA_TYPES, "deberta-v2", *MODERNBERT_TYPES)
+RUNNABLE_TYPES = ("bert", "albert", "electra", *ROBERTA_TYPES, *DEBERTA_TYPES, *MODERNBERT_TYPES)
 
 TOKENIZER_FILE_NAMES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                         "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
@@ -445,7 +445,7 @@ def _capabilities(ins: Inspection) -> list[Capability]:
         return caps + [Capability(c, False, "no config.json: this is a tokenizer only") for c in model_cmds]
     if (ins.model_type or "").lower() not in RUNNABLE_TYPES:
         why = (f"model_type {ins.model_type!r} is not a BERT-family model (bertcli runs bert, albert, roberta, "
-               "electra, deberta-v2, modernbert)")
+               "electra, deberta, deberta-v2, modernbert)")
         return caps + [Capability(c, False, why) for c in model_cmds]
     if not ins.weight_files:
         return caps + [Capability(c, False, "no weight files") for c in model_cmds]

@@ -143,6 +143,10 @@ _DEBERTA = [
     dict(relative_attention=True, pos_att_type=["c2p", "p2c"], type_vocab_size=2, embedding_size=16),  # v2 unshared
     dict(relative_attention=True, max_relative_positions=20, pos_att_type="c2p", conv_kernel_size=3, legacy=False),
 ]
+_DEBERTA_V1 = [
+    dict(relative_attention=True, pos_att_type="c2p|p2c", type_vocab_size=2, embedding_size=16),  # deberta-base-like
+    dict(relative_attention=True, max_relative_positions=20, pos_att_type=["c2p"], talking_head=True, legacy=False),
+]
 _MODERNBERT = [
     {},
     dict(attention_bias=True, mlp_bias=True, norm_bias=True, classifier_bias=True, num_hidden_layers=4),
@@ -151,7 +155,8 @@ _MODERNBERT = [
 _SUFFIXES = ("Model", "ForMaskedLM", "ForQuestionAnswering", "ForSequenceClassification", "ForTokenClassification")
 
 
-@pytest.mark.parametrize("prefix, extra", [("DebertaV2", e) for e in _DEBERTA] + [("ModernBert", e) for e in _MODERNBERT])
+@pytest.mark.parametrize("prefix, extra", [("DebertaV2", e) for e in _DEBERTA] + [("Deberta", e) for e in _DEBERTA_V1]
+                         + [("ModernBert", e) for e in _MODERNBERT])
 def test_parameter_arithmetic_equals_the_real_tensors(prefix, extra):
     config_cls = getattr(transformers, prefix + "Config")
     size = {"intermediate_size": 48, "bos_token_id": 1, "eos_token_id": 2, "cls_token_id": 1, "sep_token_id": 2} \
