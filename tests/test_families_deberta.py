@@ -183,6 +183,11 @@ def test_bundled_alias_numbers():
     assert modern.notes["attention_layers"] == {"global": 8, "local": 14, "local_window": 128}
     assert modern.notes["tied_decoder"] == {"tied": True, "decoder_params_saved": 50368 * 768}
     assert {ALIASES["deberta-v3"].family, ALIASES["modernbert"].family} == {"DeBERTa", "ModernBERT"}
+    from bertcli.limits import token_limit
+
+    # ModernBERT's 8,192-token context (rotary: no table to run out of), DeBERTa-v3's 512
+    assert token_limit(bundled_model("modernbert").config, 8192) == 8192
+    assert token_limit(bundled_model("deberta-v3").config, None) == 512
 
 
 @pytest.mark.parametrize("model_type, family", [("deberta-v2", "DeBERTa"), ("deberta", "DeBERTa"),
