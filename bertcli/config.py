@@ -282,7 +282,8 @@ def _count_deberta_v2(g, arch: str, config: dict[str, Any], *, v1: bool = False)
         parts.append(ParamPart("relative positions", relative, f"2·span·H{' + LN' if norm else ''} = 2·{span}·{h}"
                                + (f" + 2·{h}" if norm else "")))
         notes["relative_positions"] = {
-            "position_buckets": buckets if buckets > 0 else None, "max_relative_positions": max_rel if max_rel >= 1 else p,
+            "position_buckets": buckets if buckets > 0 else None,
+            "max_relative_positions": max_rel if max_rel >= 1 else p,
             "rel_embeddings": 2 * span * h, "share_att_key": shared, "pos_att_type": types,
             "position_projections_per_layer": projections, "absolute_positions_in_input": absolute,
             "absolute_position_table_saved": 0 if absolute else p * e,

@@ -23,8 +23,7 @@ from typing import Any
 
 from bertcli.errors import ModelFileError
 from bertcli.limits import ROBERTA_TYPES
-from bertcli.resolve import DEBERTA_TYPES, MODERNBERT_TYPES
-from bertcli.resolve import ResolvedModel
+from bertcli.resolve import DEBERTA_TYPES, MODERNBERT_TYPES, ResolvedModel
 from bertcli.weights import (
     ModuleGroup,
     TensorInfo,
@@ -66,8 +65,8 @@ INSTALL_SENTENCEPIECE = "pip install sentencepiece protobuf"  # core dependencie
 _HEAD_MODULES = {"mlm": "head: masked LM", "qa": "head: question answering", "rtd": "head: replaced token detection"}
 _HEAD_TENSOR_HINT = {"qa": "qa_outputs.*", "rtd": "discriminator_predictions.*"}
 _MLM_TENSORS = {"bert": "cls.predictions.*", **dict.fromkeys(ROBERTA_TYPES, "lm_head.*"), "albert": "predictions.*",
-                "electra": "generator_predictions.*", **dict.fromkeys(DEBERTA_TYPES, "cls.predictions.* or lm_predictions.*"),
-                "modernbert": "decoder.*"}
+                "electra": "generator_predictions.*", "modernbert": "decoder.*",
+                **dict.fromkeys(DEBERTA_TYPES, "cls.predictions.* or lm_predictions.*")}
 
 
 @dataclass

@@ -245,8 +245,8 @@ def live_numbers(config: dict[str, Any], *, name_hints: list[str] | tuple[str, .
     Always: the family, sizes, total and per-layer parameters, and what the word embeddings cost.
     ALBERT: ``factorized_embedding`` (V·E + E·H vs V·H and what it saves) and ``sharing`` (layers stored vs
     run and what sharing saves). ELECTRA with E ≠ H: ``embedding_projection``. DeBERTa-v2/v3:
-    ``relative_positions``. ModernBERT: ``glu``, ``no_bias``, ``attention_layers``, ``tied_decoder``. A config whose model type
-    has no parameter arithmetic raises ValueError.
+    ``relative_positions``. ModernBERT: ``glu``, ``no_bias``, ``attention_layers``, ``tied_decoder``. A config
+    whose model type has no parameter arithmetic raises ValueError.
     """
     from bertcli.config import _get as config_value  # a field, or the default transformers applies
     from bertcli.config import count_parameters

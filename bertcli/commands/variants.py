@@ -213,7 +213,8 @@ def _deberta_modernbert_rows(table, live: dict) -> None:
         span = rel["position_buckets"] or rel["max_relative_positions"]
         table.add_row("[bold]relative positions[/bold]", f"{rel['rel_embeddings']:,}",
                       f"2·{span}·H, {'/'.join(rel['pos_att_type'])}, "
-                      + ("keys shared" if rel["share_att_key"] else f"{rel['position_projections_per_layer']:,} per layer"))
+                      + ("keys shared" if rel["share_att_key"]
+                         else f"{rel['position_projections_per_layer']:,} per layer"))
         if not rel["absolute_positions_in_input"]:
             table.add_row("no position table in the input", f"[green]{rel['absolute_position_table_saved']:,}[/green]",
                           "P·E left out (enhanced mask decoder)")
@@ -231,4 +232,5 @@ def _deberta_modernbert_rows(table, live: dict) -> None:
                       f"local window {att['local_window']} tokens; context {live['max_positions']:,}")
     tied = live.get("tied_decoder")
     if tied and tied["tied"]:
-        table.add_row("tied MLM decoder", f"[green]{tied['decoder_params_saved']:,}[/green]", "V·H shared with the embeddings")
+        table.add_row("tied MLM decoder", f"[green]{tied['decoder_params_saved']:,}[/green]",
+                      "V·H shared with the embeddings")
