@@ -237,9 +237,11 @@ def no_model_type_error(resolved: ResolvedModel) -> ModelFileError:
 
 
 def _guess_model_type(resolved: ResolvedModel) -> str | None:
-    """bert / albert / roberta / electra from ``architectures`` or the weights' name prefix (a hint only)."""
+    """bert / albert / roberta / electra / deberta(-v2) / modernbert from ``architectures``, or the weights' name
+    prefix (a hint only)."""
     for arch in resolved.config.get("architectures") or []:
-        for prefix, mt in (("Albert", "albert"), ("Roberta", "roberta"), ("Electra", "electra"), ("Bert", "bert")):
+        for prefix, mt in (("Albert", "albert"), ("Roberta", "roberta"), ("Electra", "electra"), ("DebertaV2", "deberta-v2"),
+                           ("Deberta", "deberta"), ("ModernBert", "modernbert"), ("Bert", "bert")):
             if arch.startswith(prefix):
                 return mt
     for name in resolved.weight_files():

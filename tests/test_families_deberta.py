@@ -190,10 +190,15 @@ def test_bundled_alias_numbers():
     assert token_limit(bundled_model("deberta-v3").config, None) == 512
 
 
-@pytest.mark.parametrize("model_type, family", [("deberta-v2", "DeBERTa"), ("deberta", "DeBERTa"),
-                                                ("modernbert", "ModernBERT")])
-def test_family_detection(model_type, family):
+@pytest.mark.parametrize("model_type, family, arch", [("deberta-v2", "DeBERTa", "DebertaV2ForMaskedLM"),
+                                                      ("deberta", "DeBERTa", "DebertaForQuestionAnswering"),
+                                                      ("modernbert", "ModernBERT", "ModernBertModel")])
+def test_family_detection(model_type, family, arch, tmp_path):
+    from bertcli.inspect import no_model_type_error
+
     assert detect_family({"model_type": model_type}) == family
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": [arch]}))  # no model_type: the hint names it
+    assert f'add "model_type": "{model_type}"' in str(no_model_type_error(resolve_model(str(tmp_path))))
 
 
 # ------------------------------------------------------------------------------------------------------
