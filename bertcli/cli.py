@@ -24,7 +24,8 @@ from bertcli.choices import BASE_FORMATS, FORMAT_EXTRAS, choice_enum
 from bertcli.errors import BertcliError
 
 
-HELP = """[bold]bertcli[/bold] — inspect and run BERT-family models (BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT).
+HELP = """[bold]bertcli[/bold] — inspect and run BERT-family models (BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT,
+DeBERTa, ModernBERT).
 
 Output is a Rich table on a terminal and JSON Lines when piped (choose with --format).
 Models: an alias (see [bold]bertcli models[/bold]), a hub id org/name\\[@rev], a local folder, or a tokenizer file."""

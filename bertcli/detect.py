@@ -196,10 +196,31 @@ def load_detector(resolved: ResolvedModel, *, device: str = "cpu") -> Detector:
     from bertcli.tokenizer import load_tokenizer
 
     if resolved.has_config and resolved.config.get("model_type") != "electra":
+        _refuse_deberta_rtd(resolved)
         raise missing_head_error(resolved, "rtd", architectures(resolved))
     tok = load_tokenizer(resolved)
     loaded = load_backend(resolved, "rtd", device=device, tokenizer=tok)
     return Detector(loaded, tok)
+
+
+def _refuse_deberta_rtd(resolved: ResolvedModel) -> None:
+    """DeBERTa-v3 was pretrained with replaced-token detection, and some checkpoints keep that head
+    (``mask_predictions.*``); transformers has no class that loads it, so detect says so instead of guessing."""
+    from bertcli.errors import ModelFileError
+    from bertcli.heads import architectures, suggest_commands
+    from bertcli.resolve import DEBERTA_TYPES
+    from bertcli.weights import read_safetensors
+
+    if resolved.config.get("model_type") not in DEBERTA_TYPES:
+        return
+    names = [t.name for f in resolved.weight_files() if f.endswith(".safetensors")
+             for t in read_safetensors(resolved.file(f))]
+    if any(n.startswith("mask_predictions.") for n in names):
+        raise ModelFileError(
+            f"{resolved.display_name} holds DeBERTa-v3's replaced-token-detection head (mask_predictions.*), "
+            "but no transformers class loads it, so `bertcli detect` cannot run it",
+            hint="detect runs ELECTRA discriminators; this model fits: "
+                 + ", ".join("bertcli " + c for c in suggest_commands(resolved, architectures(resolved))))
 
 
 def detect(resolved: ResolvedModel, text: str, replacements: Sequence[tuple[int | str, str]] = (), *,

@@ -150,8 +150,10 @@ class FillMasker:
                 fillers = [self._filler(tid, s) for tid, s in zip(ids[row], scores[row])]
                 row += 1
                 start, end = enc.offsets[pos]
+                span = model_text[start:end]  # a mask token that strips the space before it spans that space
+                start += len(span) - len(span.lstrip())
                 masks.append(MaskFill(index=n, position=pos, start=start, end=end, fillers=fillers))
-            out.append(FillMaskResult(text=text, model_text=model_text, tokens=list(enc.tokens), masks=masks,
+            out.append(FillMaskResult(text=text, model_text=model_text, tokens=self.tok.token_strings(enc), masks=masks,
                                       filled=_splice(model_text, masks)))
         return out
 

@@ -39,6 +39,7 @@ RUN_FILES = (
     "merges.txt",
     "spiece.model",
     "sentencepiece.bpe.model",
+    "spm.model",
     "added_tokens.json",
     "generation_config.json",
     "modules.json",

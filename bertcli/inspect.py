@@ -23,7 +23,7 @@ from typing import Any
 
 from bertcli.errors import ModelFileError
 from bertcli.limits import ROBERTA_TYPES, bert_names
-from bertcli.resolve import ResolvedModel
+from bertcli.resolve import DEBERTA_TYPES, MODERNBERT_TYPES, ResolvedModel
 from bertcli.weights import (
     ModuleGroup,
     TensorInfo,
@@ -39,10 +39,11 @@ from bertcli.weights import (
 COMMANDS = ("tokenize", "embed", "fill-mask", "qa", "detect")
 
 #: model types bertcli's runner loads (count_parameters knows them too)
-RUNNABLE_TYPES = ("bert", "albert", "electra", *ROBERTA_TYPES, "distilbert")
+RUNNABLE_TYPES = ("bert", "albert", "electra", *ROBERTA_TYPES, "distilbert", *DEBERTA_TYPES, *MODERNBERT_TYPES)
 
 TOKENIZER_FILE_NAMES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                        "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model")
+                        "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
+                        "spm.model")
 
 #: what transformers' tokenizer classes use when no file names a special token (role → token)
 DEFAULT_SPECIALS: dict[str, dict[str, str]] = {
@@ -54,6 +55,9 @@ DEFAULT_SPECIALS: dict[str, dict[str, str]] = {
                        "mask_token": "<mask>", "bos_token": "<s>", "eos_token": "</s>"},
 }
 DEFAULT_SPECIALS["xlm-sentencepiece"] = DEFAULT_SPECIALS["byte-level BPE"]
+#: DeBERTa-v2/v3's spm.model: [PAD]=0 [CLS]=1 [SEP]=2 [UNK]=3 in the pieces; [MASK] comes after them
+DEFAULT_SPECIALS["spm.model"] = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "unk_token": "[UNK]",
+                                 "mask_token": "[MASK]", "bos_token": "[CLS]", "eos_token": "[SEP]"}
 
 INSTALL_SENTENCEPIECE = "pip install sentencepiece protobuf"  # core dependencies; only a broken install lacks them
 
@@ -61,7 +65,8 @@ INSTALL_SENTENCEPIECE = "pip install sentencepiece protobuf"  # core dependencie
 _HEAD_MODULES = {"mlm": "head: masked LM", "qa": "head: question answering", "rtd": "head: replaced token detection"}
 _HEAD_TENSOR_HINT = {"qa": "qa_outputs.*", "rtd": "discriminator_predictions.*"}
 _MLM_TENSORS = {"bert": "cls.predictions.*", **dict.fromkeys(ROBERTA_TYPES, "lm_head.*"), "albert": "predictions.*",
-                "electra": "generator_predictions.*", "distilbert": "vocab_projector.*"}
+                "electra": "generator_predictions.*", "distilbert": "vocab_projector.*", "modernbert": "decoder.*",
+                **dict.fromkeys(DEBERTA_TYPES, "cls.predictions.* or lm_predictions.*")}
 
 
 @dataclass
@@ -232,10 +237,12 @@ def no_model_type_error(resolved: ResolvedModel) -> ModelFileError:
 
 
 def _guess_model_type(resolved: ResolvedModel) -> str | None:
-    """bert / albert / roberta / electra from ``architectures`` or the weights' name prefix (a hint only)."""
+    """bert / albert / roberta / electra / deberta(-v2) / modernbert from ``architectures``, or the weights' name
+    prefix (a hint only)."""
     for arch in resolved.config.get("architectures") or []:
         for prefix, mt in (("Albert", "albert"), ("XLMRoberta", "xlm-roberta"), ("Roberta", "roberta"),
-                           ("Electra", "electra"), ("DistilBert", "distilbert"), ("Bert", "bert")):
+                           ("Electra", "electra"), ("DistilBert", "distilbert"), ("DebertaV2", "deberta-v2"),
+                           ("Deberta", "deberta"), ("ModernBert", "modernbert"), ("Bert", "bert")):
             if arch.startswith(prefix):
                 return mt
     for name in resolved.weight_files():
@@ -270,7 +277,7 @@ def _tokenizer_info(resolved: ResolvedModel, ins: Inspection) -> dict[str, Any]:
         files = [n for n in TOKENIZER_FILE_NAMES if resolved.has(n)]
         tok_config = _read_json(resolved.file("tokenizer_config.json"))
     explicit = _specials_from_files(resolved, tok_config)
-    defaults_key = "xlm-sentencepiece" if source == "sentencepiece.bpe.model" else (kind or "")
+    defaults_key = {"sentencepiece.bpe.model": "xlm-sentencepiece", "spm.model": "spm.model"}.get(source, kind or "")
     lookup = _vocab_lookup(source, path, ins)
     specials: dict[str, dict[str, Any]] = {}
     for role, token in explicit.items():
@@ -335,7 +342,9 @@ def _vocab_lookup(source: str, path: Path, ins: Inspection):
 
         def lookup(token: str) -> int | None:
             tid = sp.PieceToId(token)
-            return tid if sp.IdToPiece(tid) == token else None
+            if sp.IdToPiece(tid) != token:  # DeBERTa-v2/v3 add [MASK] right after the pieces
+                return sp.GetPieceSize() if source == "spm.model" and token == "[MASK]" else None
+            return tid
 
         return _fairseq_ids(sp, lookup) if source == "sentencepiece.bpe.model" else lookup
     return None
@@ -469,7 +478,7 @@ def _capabilities(ins: Inspection) -> list[Capability]:
         except ModelFileError:
             declared = False
         if head == "rtd" and (ins.model_type or "") != "electra":
-            caps.append(Capability(command, False, "replaced-token detection needs an ELECTRA discriminator"))
+            caps.append(Capability(command, False, _rtd_refusal(ins, modules)))
         elif not ins.weights_read:
             caps.append(_capability_from_config(ins, command, head, declared))
         else:
@@ -481,6 +490,14 @@ def _capabilities(ins: Inspection) -> list[Capability]:
                            "safetensors (convert them once with transformers' save_pretrained)")
                 if c.available and c.command != "tokenize" else c for c in caps]
     return caps
+
+
+def _rtd_refusal(ins: Inspection, modules: set[str]) -> str:
+    """Why detect cannot run on a model that is not an ELECTRA discriminator (DeBERTa-v3's own RTD head included)."""
+    if "head: replaced token detection" in modules:
+        return ("the weights hold a replaced-token-detection head (mask_predictions.*, DeBERTa-v3's discriminator) "
+                "that no transformers class loads; detect runs ELECTRA discriminators")
+    return "replaced-token detection needs an ELECTRA discriminator"
 
 
 def _tokenize_capability(ins: Inspection) -> Capability:
@@ -516,7 +533,8 @@ def _capability_from_weights(ins: Inspection, command: str, head: str, modules: 
         layers = sum(1 for m in modules if m.startswith(("encoder layer", "shared layer group")))
         pooler = "with pooler" if "pooler" in modules else "no pooler (mean/CLS pooling only)"
         return Capability(command, True, f"encoder weights: embeddings + {layers} stored layer(s), {pooler}")
-    in_weights = _HEAD_MODULES[head] in modules
+    in_weights = _HEAD_MODULES[head] in modules or (  # ModernBERT's QA head is named classifier
+        head == "qa" and ins.model_type in MODERNBERT_TYPES and "head: classifier" in modules)
     what = {"mlm": "masked-LM head", "qa": "question-answering head",
             "rtd": "replaced-token-detection head (ELECTRA discriminator)"}[head]
     if in_weights and declared:
@@ -528,7 +546,8 @@ def _capability_from_weights(ins: Inspection, command: str, head: str, modules: 
     if head == "mlm" and ins.model_type == "electra" and "head: replaced token detection" in modules:
         return Capability(command, False, "an ELECTRA discriminator has no masked-LM head: it labels each token "
                                           "original or replaced (use detect; the generator does fill-mask)")
-    tensors = _MLM_TENSORS.get(ins.model_type or "", "") if head == "mlm" else _HEAD_TENSOR_HINT[head]
+    tensors = (_MLM_TENSORS.get(ins.model_type or "", "") if head == "mlm" else
+               "classifier.*" if ins.model_type in MODERNBERT_TYPES and head == "qa" else _HEAD_TENSOR_HINT[head])
     reason = f"no {what} in the weights ({tensors} absent)"
     if declared and ins.architectures:
         reason += f", although config.json declares {archs}: transformers would initialise it randomly"

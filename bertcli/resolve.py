@@ -3,7 +3,7 @@
 A model reference is one of:
 
 1. an alias (``bert``, ``albert``, ``roberta``, ``electra``, ``electra-generator``, ``spanbert``, ``spanbert-qa``,
-   ``distilbert``, ``xlm-roberta``);
+   ``distilbert``, ``xlm-roberta``, ``deberta-v3``, ``modernbert``);
 2. a hub repo id (``org/name`` or a legacy ``name``), optionally ``@revision``, looked up in the standard
    Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE`` / ``--cache-dir``) and downloaded through huggingface_hub
    when missing and online;
@@ -52,13 +52,15 @@ ALIASES: dict[str, Alias] = {
               "DistilBERT base, uncased (distilled, 6 layers)", ("distilbert-base-uncased",)),
         Alias("xlm-roberta", "FacebookAI/xlm-roberta-base", "XLM-RoBERTa",
               "XLM-RoBERTa base (100 languages, SentencePiece)", ("xlm-roberta-base",)),
+        Alias("deberta-v3", "microsoft/deberta-v3-base", "DeBERTa", "DeBERTa-v3 base (SentencePiece, 128k)"),
+        Alias("modernbert", "answerdotai/ModernBERT-base", "ModernBERT", "ModernBERT base (BPE, 8,192 tokens)"),
     )
 }
 
 #: Legacy hub ids (pre-namespacing) mapped to their canonical ids, so both hit the same cache entry.
 LEGACY_IDS: dict[str, str] = {legacy: a.repo_id for a in ALIASES.values() for legacy in a.legacy_ids}
 
-TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "sentencepiece.bpe.model", "vocab.txt", "vocab.json")
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "sentencepiece.bpe.model", "spm.model", "vocab.txt", "vocab.json")
 
 _REPO_ID_RE = re.compile(r"^(?:[A-Za-z0-9][\w.\-]*/)?[A-Za-z0-9][\w.\-]*$")
 
@@ -142,6 +144,7 @@ class ResolvedModel:
 LEGACY_KINDS = {
     "spiece.model": "SentencePiece",
     "sentencepiece.bpe.model": "SentencePiece",
+    "spm.model": "SentencePiece",  # DeBERTa-v2/v3
     "vocab.txt": "WordPiece",
     "vocab.json": "byte-level BPE",
 }
@@ -153,10 +156,11 @@ def tokenizer_source(model: ResolvedModel) -> tuple[str, Path]:
         name = model.tokenizer_file.name
         if name == "tokenizer.json":
             return "tokenizer.json", model.tokenizer_file
-        return ("spiece.model" if name.endswith(".model") and name != "sentencepiece.bpe.model" else name), model.tokenizer_file
+        known = name in ("sentencepiece.bpe.model", "spm.model")
+        return ("spiece.model" if name.endswith(".model") and not known else name), model.tokenizer_file
     if model.has("tokenizer.json"):
         return "tokenizer.json", model.file("tokenizer.json")
-    for name in ("spiece.model", "sentencepiece.bpe.model", "vocab.txt", "vocab.json"):
+    for name in ("spiece.model", "sentencepiece.bpe.model", "spm.model", "vocab.txt", "vocab.json"):
         if model.has(name):
             if name == "vocab.json" and not model.has("merges.txt"):
                 continue
@@ -218,10 +222,15 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-FAMILIES = ("BERT", "ALBERT", "RoBERTa", "ELECTRA", "SpanBERT", "DistilBERT", "XLM-RoBERTa")
+FAMILIES = ("BERT", "ALBERT", "RoBERTa", "ELECTRA", "SpanBERT", "DistilBERT", "XLM-RoBERTa", "DeBERTa", "ModernBERT")
+
+#: DeBERTa's model types (v1, and v2 which v3 uses) and ModernBERT's
+DEBERTA_TYPES = ("deberta-v2", "deberta")
+MODERNBERT_TYPES = ("modernbert",)
 
 #: model types a name may declare, longest first so that "albert", "roberta" and "distilbert" win over "bert"
-_NAME_MODEL_TYPES = ("xlm-roberta", "distilbert", "camembert", "roberta", "albert", "electra", "bert")
+_NAME_MODEL_TYPES = ("xlm-roberta", "distilbert", "camembert", "deberta-v2", "deberta", "modernbert", "roberta", "albert",
+                     "electra", "bert")
 
 
 def model_type_from_name(*names: str | None) -> str | None:
@@ -240,11 +249,12 @@ def model_type_from_name(*names: str | None) -> str | None:
 def detect_family(config: dict[str, Any], *, name_hints: list[str] = (), tokenizer_kind: str | None = None) -> str:
     """The variant a config belongs to. SpanBERT uses BERT's architecture, so only its name tells it apart."""
     model_type = (config.get("model_type") or "").lower()
-    hints = " ".join(name_hints + [str(config.get("_name_or_path", ""))]).lower()
+    hints = " ".join([*name_hints, str(config.get("_name_or_path", ""))]).lower()
     if model_type == "bert" and "spanbert" in hints:
         return "SpanBERT"
     mapping = {"bert": "BERT", "albert": "ALBERT", "electra": "ELECTRA", **dict.fromkeys(ROBERTA_TYPES, "RoBERTa"),
-               "distilbert": "DistilBERT", "xlm-roberta": "XLM-RoBERTa"}
+               "distilbert": "DistilBERT", "xlm-roberta": "XLM-RoBERTa",
+               **dict.fromkeys(DEBERTA_TYPES, "DeBERTa"), **dict.fromkeys(MODERNBERT_TYPES, "ModernBERT")}
     if model_type in mapping:
         return mapping[model_type]
     if not config and tokenizer_kind:

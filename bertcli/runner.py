@@ -90,6 +90,19 @@ def quiet_transformers() -> None:
         pass
 
 
+def _deberta_original_mlm_head(resolved: ResolvedModel) -> bool:
+    """A DeBERTa checkpoint whose MLM head is DeBERTa's own (``lm_predictions.*``, as microsoft/deberta-base and
+    the v2 checkpoints ship it) and whose config does not say ``legacy``: transformers' default (legacy: True)
+    would build another head and initialise it randomly, so fill-mask would answer noise."""
+    from bertcli.resolve import DEBERTA_TYPES
+    from bertcli.weights import read_safetensors
+
+    if resolved.config.get("model_type") not in DEBERTA_TYPES or "legacy" in resolved.config:
+        return False
+    return any(t.name.startswith("lm_predictions.") for f in resolved.weight_files() if f.endswith(".safetensors")
+               for t in read_safetensors(resolved.file(f)))
+
+
 def load_model(
     resolved: ResolvedModel,
     head: str = "base",
@@ -148,6 +161,8 @@ def load_model(
         kwargs["dtype"] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    if head == "mlm" and _deberta_original_mlm_head(resolved):
+        kwargs["legacy"] = False  # read the lm_predictions.* head DeBERTa v1/v2 checkpoints ship
     try:
         with model_files(f"cannot load {resolved.display_name}"):
             if resolved.inferred_model_type:  # config.json has no model_type: transformers 5 needs the config given

@@ -28,6 +28,7 @@ from bertcli.resolve import LEGACY_KINDS, ResolvedModel, tokenizer_kind, tokeniz
 LEGACY_CLASSES = {
     "spiece.model": "AlbertTokenizer",
     "sentencepiece.bpe.model": "XLMRobertaTokenizer",
+    "spm.model": "DebertaV2Tokenizer",
     "vocab.txt": "BertTokenizer",
     "vocab.json": "RobertaTokenizer",
 }
@@ -116,9 +117,13 @@ class LoadedTokenizer:
         """The vocabulary token of each id (like transformers' convert_ids_to_tokens).
 
         ``Encoding.tokens`` shows a SentencePiece unknown piece by its surface text ('ßø') although its id is
-        <unk>'s; the vocabulary token keeps tokens and ids telling the same story.
+        <unk>'s, and an added token that strips the space before it (ModernBERT's ``[MASK]``) with that space;
+        the vocabulary token keeps tokens and ids telling the same story.
         """
         tokens = encoding.tokens
+        if any(t[:1].isspace() or t[-1:].isspace() for t in tokens):
+            tokens = [self.backend.id_to_token(i) if t[:1].isspace() or t[-1:].isspace() else t
+                      for t, i in zip(tokens, encoding.ids)]
         unk = self._unk_id
         if unk is None or unk not in encoding.ids:
             return tokens

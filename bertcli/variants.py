@@ -183,6 +183,64 @@ VARIANTS: dict[str, Variant] = {
                      "RoBERTa's architecture and objective: masked LM only, dynamic masking, mask token <mask>"),
             model_types=("xlm-roberta",),
         ),
+        Variant(
+            name="DeBERTa",
+            summary="Disentangled attention: content and relative position kept apart; v3 trains it ELECTRA-style.",
+            objectives=("RTD", "MLM"),
+            masking="dynamic",
+            masking_detail="v3: a generator half as deep (masked LM on 15% of tokens, drawn anew each step) fills "
+                           "the masks and the discriminator labels every token; v1/v2: masked LM only, BERT's 15% "
+                           "and 80/10/10",
+            mask_strategy="dynamic",
+            tokenizer="SentencePiece",
+            tricks=("disentangled attention", "relative position buckets", "enhanced mask decoder",
+                    "GDES: disentangled embedding sharing"),
+            trick_details=("disentangled attention: each token is a content vector and a relative-position vector; "
+                           "attention adds content→content, content→position (c2p) and position→content (p2c) "
+                           "scores (pos_att_type)",
+                           "relative positions: one shared table of 2·position_buckets rows (log buckets beyond "
+                           "the near ones), projected by the layer's own key/query weights when share_att_key",
+                           "enhanced mask decoder: absolute positions enter only at the top, just before the MLM "
+                           "softmax (position_biased_input false: no position table in the input)",
+                           "v3: gradient-disentangled embedding sharing: the discriminator reuses the generator's "
+                           "token embeddings plus its own residual, and its loss does not pull on the shared part"),
+            changes=("disentangled attention over content and relative positions instead of absolute position "
+                     "embeddings added to the input",
+                     "enhanced mask decoder: absolute positions added late, just before decoding the masks",
+                     "v3: replaced token detection (ELECTRA's generator + discriminator) instead of masked LM",
+                     "v3: gradient-disentangled embedding sharing between generator and discriminator",
+                     "v3: SentencePiece vocabulary of 128k (cased; pieces marked ▁), no token types"),
+            model_types=("deberta-v2", "deberta"),
+        ),
+        Variant(
+            name="ModernBERT",
+            summary="BERT rebuilt with a decade of LLM practice: rotary positions, local/global attention, GeGLU, "
+                    "8,192 tokens.",
+            objectives=("MLM",),
+            masking="dynamic",
+            masking_detail="30% of tokens (twice BERT's rate), 80/10/10, drawn anew each time; no NSP",
+            mask_strategy="dynamic",
+            tokenizer="byte-level BPE",
+            tricks=("rotary positions", "alternating global/local attention", "GeGLU", "no biases", "pre-norm",
+                    "unpadding"),
+            trick_details=("rotary position embeddings (RoPE) in every attention layer: no position table, so the "
+                           "context stretches to 8,192 tokens",
+                           "attention alternates: every global_attn_every_n_layers-th layer attends to the whole "
+                           "sequence, the others to a sliding window of local_attention tokens",
+                           "GeGLU feed-forward: Wi maps H to 2·I (a GELU gate times a linear value), Wo maps I back",
+                           "no bias terms in the linear layers and LayerNorms (attention_bias, mlp_bias, norm_bias "
+                           "false)",
+                           "pre-norm layers (LayerNorm before attention and FFN) and a final norm",
+                           "unpadding: padding tokens are removed before the encoder and put back after (flash "
+                           "attention; the eager path computes the same values)"),
+            changes=("rotary positions instead of a learned position table; 8,192-token context",
+                     "alternating global and local (sliding-window) attention layers",
+                     "GeGLU feed-forward, no biases, pre-norm, unpadding",
+                     "masked LM only, at a 30% masking rate; no next sentence prediction",
+                     "trained on 2 trillion tokens including code; byte-level BPE tokenizer (OLMo's), "
+                     "[CLS]/[SEP] with no token types"),
+            model_types=("modernbert",),
+        ),
     )
 }
 """The variants, keyed by lower-case name."""
@@ -218,7 +276,7 @@ def variant_record(variant: Variant) -> dict[str, Any]:
 
 
 def catalog() -> list[dict[str, Any]]:
-    """Every variant's record, in the order BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT, DistilBERT, XLM-RoBERTa."""
+    """Every variant's record, in the catalog's order (BERT first)."""
     return [variant_record(v) for v in VARIANTS.values()]
 
 
@@ -227,8 +285,9 @@ def live_numbers(config: dict[str, Any], *, name_hints: list[str] | tuple[str, .
 
     Always: the family, sizes, total and per-layer parameters, and what the word embeddings cost.
     ALBERT: ``factorized_embedding`` (V·E + E·H vs V·H and what it saves) and ``sharing`` (layers stored vs
-    run and what sharing saves). ELECTRA with E ≠ H: ``embedding_projection``. A config whose model type
-    has no parameter arithmetic raises ValueError.
+    run and what sharing saves). ELECTRA with E ≠ H: ``embedding_projection``. DeBERTa-v2/v3:
+    ``relative_positions``. ModernBERT: ``glu``, ``no_bias``, ``attention_layers``, ``tied_decoder``. A config
+    whose model type has no parameter arithmetic raises ValueError.
     """
     from bertcli.config import _get as config_value  # a field, or the default transformers applies
     from bertcli.config import count_parameters
@@ -260,6 +319,13 @@ def live_numbers(config: dict[str, Any], *, name_hints: list[str] | tuple[str, .
         "factorized_embedding": fact,
         "sharing": notes.get("sharing"),
         "embedding_projection": proj,
+        "max_positions": config_value(config, "max_position_embeddings", count.model_type),
+        # DeBERTa-v2/v3 and ModernBERT (None for the others)
+        "relative_positions": notes.get("relative_positions"),
+        "glu": notes.get("glu"),
+        "no_bias": notes.get("no_bias"),
+        "attention_layers": notes.get("attention_layers"),
+        "tied_decoder": notes.get("tied_decoder"),
     }
     saved = (fact["saved"] if fact else 0) + (notes["sharing"]["saved"] if notes.get("sharing") else 0)
     record["saved_by_tricks"] = saved if fact or notes.get("sharing") else None

@@ -216,18 +216,20 @@ def read_pickle_weights(path: str | os.PathLike, *, file_label: str | None = Non
 # ---------------------------------------------------------------------------------------------------------
 # grouping by module
 
-_BASE_PREFIXES = ("bert.", "roberta.", "albert.", "electra.", "distilbert.")
-_LAYER_RE = re.compile(r"^(?:encoder|transformer)\.layer\.(\d+)\.")  # DistilBERT: transformer.layer.N
+_BASE_PREFIXES = ("bert.", "roberta.", "albert.", "electra.", "distilbert.", "deberta.", "model.")  # model.: ModernBERT
+_LAYER_RE = re.compile(r"^(?:encoder\.layer|transformer\.layer|layers)\.(\d+)\.")  # DistilBERT: transformer.layer.N; ModernBERT: layers.N
 _ALBERT_RE = re.compile(r"^encoder\.albert_layer_groups\.(\d+)\.albert_layers\.(\d+)\.")
 
 #: name prefixes (after the base-model prefix is removed) → head group, in display order
 HEAD_GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("head: masked LM", ("cls.predictions.", "lm_head.", "predictions.", "generator_predictions.",
-                         "generator_lm_head.", "vocab_transform.", "vocab_layer_norm.", "vocab_projector.")),
+                         "generator_lm_head.", "vocab_transform.", "vocab_layer_norm.", "vocab_projector.",
+                         "lm_predictions.", "decoder.")),  # DistilBERT; DeBERTa-v2, ModernBERT
     ("head: next sentence prediction", ("cls.seq_relationship.",)),
     ("head: sentence order prediction", ("sop_classifier.",)),
     ("head: question answering", ("qa_outputs.",)),
-    ("head: replaced token detection", ("discriminator_predictions.",)),
+    ("head: replaced token detection", ("discriminator_predictions.", "mask_predictions.")),  # ELECTRA, DeBERTa-v3
+    ("head: prediction head (dense + norm)", ("head.",)),  # ModernBERT's, before its classifier or decoder
     ("head: classifier", ("classifier.", "pre_classifier.")),
 ]
 
@@ -259,6 +261,12 @@ def module_of(name: str) -> tuple[tuple, str]:
         return (10, int(m.group(1)), int(m.group(2))), f"shared layer group {m.group(1)} · layer {m.group(2)}"
     if short.startswith("pooler."):
         return (50,), "pooler"
+    if short.startswith(("encoder.rel_embeddings.", "encoder.LayerNorm.")):  # DeBERTa-v2/v3
+        return (5,), "relative position embeddings"
+    if short.startswith("encoder.conv."):
+        return (6,), "convolution layer"
+    if short.startswith("final_norm."):  # ModernBERT (pre-norm)
+        return (40,), "final norm"
     return (99,), "other"
 
 
@@ -297,6 +305,7 @@ _TIE_RULES: list[tuple[str, str, str]] = [
     ("predictions.bias", "predictions.decoder.bias", "predictions.bias"),
     ("generator_lm_head.bias", "generator_lm_head.weight", "{word}"),
     ("vocab_projector.bias", "vocab_projector.weight", "{word}"),  # DistilBERT
+    ("decoder.bias", "decoder.weight", "{word}"),  # ModernBERT
 ]
 
 
@@ -307,7 +316,8 @@ def tied_weights(tensors: Iterable[TensorInfo], *, tie_word_embeddings: bool = T
     the word embedding matrix (unless ``tie_word_embeddings`` is false) and the decoder bias is the head's bias.
     """
     by_name = {t.name: t for t in tensors}
-    word = next((n for n in by_name if n.endswith("embeddings.word_embeddings.weight")), None)
+    word = next((n for n in by_name if n.endswith(("embeddings.word_embeddings.weight",
+                                                   "embeddings.tok_embeddings.weight"))), None)
     out = []
     for anchor, name, target in _TIE_RULES:
         if anchor not in by_name or name in by_name:

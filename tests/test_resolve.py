@@ -36,6 +36,8 @@ def test_aliases_match_the_shared_notes():
         "spanbert-qa": "mrm8488/spanbert-base-finetuned-squadv2",
         "distilbert": "distilbert/distilbert-base-uncased",
         "xlm-roberta": "FacebookAI/xlm-roberta-base",
+        "deberta-v3": "microsoft/deberta-v3-base",
+        "modernbert": "answerdotai/ModernBERT-base",
     }
 
 

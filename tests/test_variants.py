@@ -19,17 +19,20 @@ def _layer(h: int, i: int) -> int:
 
 def test_catalog_facts():
     rows = {r["variant"]: r for r in catalog()}
-    assert list(rows) == ["BERT", "ALBERT", "RoBERTa", "ELECTRA", "SpanBERT", "DistilBERT", "XLM-RoBERTa"]
+    assert list(rows) == ["BERT", "ALBERT", "RoBERTa", "ELECTRA", "SpanBERT", "DistilBERT", "XLM-RoBERTa", "DeBERTa",
+                          "ModernBERT"]
     assert all(set(r["objectives"]) <= set(OBJECTIVES) for r in rows.values())
     rows = {k: rows[k] for k in ("BERT", "ALBERT", "RoBERTa", "ELECTRA", "SpanBERT")}  # the others: test_families_*.py
     assert {k: r["objectives"] for k, r in rows.items()} == {
         "BERT": ["MLM", "NSP"], "ALBERT": ["MLM", "SOP"], "RoBERTa": ["MLM"], "ELECTRA": ["RTD", "MLM"],
-        "SpanBERT": ["MLM", "SBO"]}
+        "SpanBERT": ["MLM", "SBO"], "DeBERTa": ["RTD", "MLM"], "ModernBERT": ["MLM"]}
     assert {k: r["masking"] for k, r in rows.items()} == {
-        "BERT": "static", "ALBERT": "static", "RoBERTa": "dynamic", "ELECTRA": "dynamic", "SpanBERT": "span"}
+        "BERT": "static", "ALBERT": "static", "RoBERTa": "dynamic", "ELECTRA": "dynamic", "SpanBERT": "span",
+        "DeBERTa": "dynamic", "ModernBERT": "dynamic"}
     assert {k: (r["tokenizer"], r["marker"]) for k, r in rows.items()} == {
         "BERT": ("WordPiece", "##"), "ALBERT": ("SentencePiece", "▁"), "RoBERTa": ("byte-level BPE", "Ġ"),
-        "ELECTRA": ("WordPiece", "##"), "SpanBERT": ("WordPiece", "##")}
+        "ELECTRA": ("WordPiece", "##"), "SpanBERT": ("WordPiece", "##"), "DeBERTa": ("SentencePiece", "▁"),
+        "ModernBERT": ("byte-level BPE", "Ġ")}
     assert rows["ALBERT"]["tricks"] == ["factorized embedding", "cross-layer sharing"]
     assert rows["BERT"]["tricks"] == rows["RoBERTa"]["tricks"] == rows["SpanBERT"]["tricks"] == []
     assert {r["mask_strategy"] for r in rows.values()} <= {"static", "dynamic", "whole-word", "span"}
@@ -57,7 +60,8 @@ def test_get_variant_by_name_or_alias(name, expected):
 def test_unknown_variant_lists_the_choices():
     with pytest.raises(UsageError) as err:
         get_variant("gpt2")
-    assert str(err.value) == "unknown variant 'gpt2'; choose one of BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT, DistilBERT, XLM-RoBERTa"
+    assert str(err.value) == ("unknown variant 'gpt2'; choose one of BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT, "
+                              "DistilBERT, XLM-RoBERTa, DeBERTa, ModernBERT")
     assert err.value.exit_code == 2
 
 
@@ -125,4 +129,5 @@ def test_live_numbers_unknown_model_type():
 
 
 def test_variants_table_keys():
-    assert list(VARIANTS) == ["bert", "albert", "roberta", "electra", "spanbert", "distilbert", "xlm-roberta"]
+    assert list(VARIANTS) == ["bert", "albert", "roberta", "electra", "spanbert", "distilbert", "xlm-roberta", "deberta",
+                              "modernbert"]

@@ -40,7 +40,7 @@ def mask(
     strategy: Annotated[Strategy, typer.Option("--strategy", "-s", help=STRATEGY_HELP)] = "static",
     epochs: Annotated[int | None, typer.Option("--epochs", "-e", min=1, help="Show the masks of N epochs, streamed as they are drawn (default: 3 for dynamic, else 1; at most 100,000).", show_default=False)] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="Random seed (default: a fresh one, printed so the run can be repeated).", show_default=False)] = None,
-    mask_prob: Annotated[float, typer.Option("--mask-prob", help="Share of the tokens to select for prediction.")] = 0.15,
+    mask_prob: Annotated[float | None, typer.Option("--mask-prob", help="Share of the tokens to select for prediction (default: the model family's pretraining rate: 0.30 for ModernBERT, else 0.15).", show_default=False)] = None,
     samples: Annotated[int | None, typer.Option("--samples", min=1, help="Statistics mode: mask the text N times (at most 1,000,000) and compare the observed rate, 80/10/10 split and span lengths with the expected distributions.", show_default=False)] = None,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
@@ -54,7 +54,7 @@ def mask(
     apply_output(fmt, quiet)
     from bertcli.masking import RESAMPLED_EACH_EPOCH
 
-    if not 0.0 < mask_prob <= 1.0:
+    if mask_prob is not None and not 0.0 < mask_prob <= 1.0:
         raise UsageError(f"--mask-prob must be in (0, 1], got {mask_prob}")
     if samples is not None and epochs is not None:
         raise UsageError("--samples and --epochs do not go together")
@@ -71,6 +71,10 @@ def mask(
     from bertcli.tokenizer import load_tokenizer
 
     resolved = resolve(model)
+    if mask_prob is None:
+        from bertcli.masking import family_mask_prob
+
+        mask_prob = family_mask_prob(resolved.config)
     tok = load_tokenizer(resolved)
     enc = tok.encode_batch([text])[0]
     special = [bool(m) for m in enc.special_tokens_mask]

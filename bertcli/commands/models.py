@@ -33,8 +33,8 @@ def models(fmt: FormatOpt = None, quiet: QuietOpt = False) -> None:
 def _table(records: list[dict]):
     from bertcli.commands._common import fit_table
 
-    # hub ids never truncate: on a narrow terminal the description moves under the id and then the family
-    # under the alias instead of being cut
+    # hub ids never truncate: on a narrow terminal the description moves under the id instead of being cut,
+    # then (long family names such as ModernBERT) the family moves under the alias
     return fit_table(lambda dropped: _table_without(records, dropped), ("description", "family"))
 
 

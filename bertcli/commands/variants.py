@@ -24,7 +24,7 @@ MASKING_STYLES = {"static": "cyan", "dynamic": "magenta", "span": "green"}
 
 
 def variants(
-    variant: Annotated[str | None, typer.Argument(metavar="[VARIANT]", help="Show one variant in detail: bert, albert, roberta, electra, spanbert, distilbert, xlm-roberta.", show_default=False)] = None,
+    variant: Annotated[str | None, typer.Argument(metavar="[VARIANT]", help="Show one variant in detail: bert, albert, roberta, electra, spanbert, distilbert, xlm-roberta, deberta, modernbert.", show_default=False)] = None,
     model: ModelOpt = None,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
@@ -67,7 +67,7 @@ def variants(
             if rec["variant"] == live["family"]:
                 rec["live"] = live
         if not any("live" in rec for rec in records):
-            output.warn(f"{live['model']} is not one of the variants ({live['model_type']}); "
+            output.warn(f"{live['model']} is not one of the catalog's variants ({live['model_type']}); "
                         "its numbers are shown below the catalog")
             records.append({"variant": None, "live": live})
     output.emit(records, table=_catalog_view, fmt=fmt_resolved,
@@ -208,4 +208,35 @@ def _live_view(live: dict):
         table.add_row("[bold]projection[/bold] E→H", f"{proj['params']:,}", f"E·H + H = {proj['E']}·{proj['H']} + {proj['H']}")
         table.add_row("V·E + projection", f"[green]{proj['embedding_params_factorized']:,}[/green]",
                       f"vs V·H = {proj['embedding_params_if_unfactorized']:,}")
+    _deberta_modernbert_rows(table, live)
     return Group(table)
+
+
+def _deberta_modernbert_rows(table, live: dict) -> None:
+    """DeBERTa's relative positions; ModernBERT's GeGLU, biases left out, attention layout and tied decoder."""
+    rel = live.get("relative_positions")
+    if rel:
+        span = rel["position_buckets"] or rel["max_relative_positions"]
+        table.add_row("[bold]relative positions[/bold]", f"{rel['rel_embeddings']:,}",
+                      f"2·{span}·H, {'/'.join(rel['pos_att_type'])}, "
+                      + ("keys shared" if rel["share_att_key"]
+                         else f"{rel['position_projections_per_layer']:,} per layer"))
+        if not rel["absolute_positions_in_input"]:
+            table.add_row("no position table in the input", f"[green]{rel['absolute_position_table_saved']:,}[/green]",
+                          "P·E left out (enhanced mask decoder)")
+    glu = live.get("glu")
+    if glu:
+        table.add_row("[bold]GeGLU[/bold] per layer", f"{glu['params_per_layer']:,}",
+                      f"Wi H→2I = {glu['H']}·{2 * glu['I']}, Wo I→H = {glu['I']}·{glu['H']}")
+    nob = live.get("no_bias")
+    if nob:
+        table.add_row("bias terms left out", f"[green]{nob['bias_params_left_out']:,}[/green]",
+                      "attention, MLP and LayerNorm biases")
+    att = live.get("attention_layers")
+    if att:
+        table.add_row("attention layers", f"{att['global']} global / {att['local']} local",
+                      f"local window {att['local_window']} tokens; context {live['max_positions']:,}")
+    tied = live.get("tied_decoder")
+    if tied and tied["tied"]:
+        table.add_row("tied MLM decoder", f"[green]{tied['decoder_params_saved']:,}[/green]",
+                      "V·H shared with the embeddings")

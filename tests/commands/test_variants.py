@@ -13,7 +13,8 @@ def test_catalog_piped_is_jsonl_and_table_is_coloured_columns(run_cli):
     proc = run_cli("variants")
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [r["variant"] for r in rows] == ["BERT", "ALBERT", "RoBERTa", "ELECTRA", "SpanBERT", "DistilBERT", "XLM-RoBERTa"]
+    assert [r["variant"] for r in rows] == ["BERT", "ALBERT", "RoBERTa", "ELECTRA", "SpanBERT", "DistilBERT", "XLM-RoBERTa",
+                                            "DeBERTa", "ModernBERT"]
     assert all("live" not in r for r in rows)
     assert rows[4]["masking"] == "span" and rows[4]["objectives"] == ["MLM", "SBO"]
     table = run_cli("variants", "-f", "table", env={"COLUMNS": "160"}).stdout
@@ -49,6 +50,7 @@ def test_catalog_with_minilm_fills_the_bert_row(run_cli, minilm_dir):
 
 def test_errors_are_one_line(run_cli, tiny_albert):
     err = one_line_error(run_cli("variants", "gpt2"), 2)
-    assert err == "error: unknown variant 'gpt2'; choose one of BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT, DistilBERT, XLM-RoBERTa"
+    assert err == ("error: unknown variant 'gpt2'; choose one of BERT, ALBERT, RoBERTa, ELECTRA, SpanBERT, DistilBERT, "
+                   "XLM-RoBERTa, DeBERTa, ModernBERT")
     err = one_line_error(run_cli("variants", "-m", tiny_albert / "spiece.model"), 6)
     assert "no config.json" in err
