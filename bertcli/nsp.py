@@ -36,8 +36,9 @@ THRESHOLD = 0.5
 WINDOW = 64
 MAX_TOKENS = 2048
 
-#: where a text is split into sentences: after . ! ? … (and any closing quotes or brackets) before whitespace
-SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+")
+#: where a text is split into sentences: whitespace after . ! ? … (or after one of them and a closing quote or
+#: bracket)
+SENTENCE_END = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s+")
 
 
 @dataclass(frozen=True)

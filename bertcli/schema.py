@@ -45,6 +45,8 @@ _MASK_HEADER = {"model": "str", "kind": "str", "text": "str", "strategy": "str",
                 "mask_token": "str"}
 _ATTENTION_HEADER = {"model": "str", "layer": "int", "head": "int|null", "num_layers": "int", "num_heads": "int",
                      "tokens": ["str"], "truncated_tokens?": "int"}
+_PAIR_SCORE = {"probability": "float", "logits": ["float"], "predicted": "bool"}
+_PAIR = {"line": "int", "a": "str", "b": "str", **_PAIR_SCORE, "swapped?": _PAIR_SCORE, "truncated_tokens?": "int"}
 _VARIANT = {
     "variant": "str", "summary": "str", "objectives": ["str"], "masking": "str", "masking_detail": "str",
     "mask_strategy": "str", "tokenizer": "str", "marker": "str", "tricks": ["str"], "trick_details": ["str"],
@@ -136,6 +138,8 @@ SCHEMAS: dict[str, Schema] = {s.command: s for s in [
                     "predicted_replaced": "bool"}],
         "truncated_tokens?": "int",
     }, "docs/detect.md"),
+    Schema("nsp", "stream", _PAIR, "docs/nsp.md"),
+    Schema("sop", "stream", _PAIR, "docs/nsp.md"),
     Schema("attention", "report", {**_ATTENTION_HEADER, "attention": [["float"]]}, "docs/attention.md"),
     Schema("attention --top", "report",
            {**_ATTENTION_HEADER, "top": [[{"position": "int", "token": "str", "weight": "float"}]]},

@@ -130,6 +130,14 @@ def test_compare_mask_fill_detect_attention(models):
     _check("attention --top", _run_inprocess, ["attention", "hello world", "-m", bert, "--top", "2"])
 
 
+def test_nsp_sop(models, tiny_head):
+    bert_pt, albert_pt = tiny_head("bert", "ForPreTraining"), tiny_head("albert", "ForPreTraining")
+    _check("nsp", _run_inprocess, ["nsp", "It rained.", "We stayed in.", "-m", bert_pt])
+    swapped = _check("nsp", _run_inprocess, ["nsp", "It rained.", "We stayed in.", "-m", bert_pt, "--swap"])
+    assert "swapped" in swapped[0]
+    _check("sop", _run_inprocess, ["sop", "It rained.", "word " * 300, "-m", albert_pt, "--swap"])
+
+
 def test_download_and_cache(run_cli, fake_hub, tiny_models, tmp_path):  # noqa: F811 - fixture
     publish(fake_hub, "org/tiny-bert", tiny_models["bert_fast"])
     env = fake_hub.env(tmp_path / "hub")
