@@ -123,6 +123,8 @@ def test_compare_mask_fill_detect_attention(models):
     _check("fill-mask", _run_inprocess, ["fill-mask", "hello [MASK]", "[MASK] is [MASK]", "-m", bert, "--top-k", "2"])
     _check("detect", _run_inprocess, ["detect", "The chef cooked the meal.", "hello", "-m", electra])
     _check("detect", _run_inprocess, ["detect", "The chef cooked the meal.", "-m", electra, "--replace", "3=ate"])
+    _check("detect --corrupt", _run_inprocess, ["detect", "The chef cooked the meal.", "hello", "-m", electra,
+                                                 "-g", models["electra_generator"], "--corrupt", "2", "--seed", "3"])
     head = _check("attention", _run_inprocess, ["attention", "hello world", "-m", bert, "--head", "0"])
     assert (head[0]["layer"], head[0]["head"]) == (2, 0)
     mean = _check("attention", _run_inprocess, ["attention", "hello world", "-m", bert, "--layer", "1"])
