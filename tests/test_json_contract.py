@@ -117,6 +117,11 @@ def test_compare_mask_fill_detect_attention(models):
     _check("compare", _run_inprocess, ["compare", "hello world", "a b", "-m", bert, "-m", models["roberta"]])
     _check("mask", _run_inprocess, ["mask", "hello world is nice", "-m", bert, "--seed", "1", "--epochs", "2"])
     _check("mask", _run_inprocess, ["mask", "hello world is nice", "-m", bert, "--seed", "1", "--strategy", "span"])
+    ngram = _check("mask", _run_inprocess, ["mask", "hello world is nice", "-m", bert, "--seed", "1", "--strategy",
+                                            "ngram"])
+    assert "spans" in ngram[0] and "boundaries" not in ngram[0]
+    _check("mask --samples", _run_inprocess, ["mask", "hello world is nice today", "-m", bert, "--seed", "1",
+                                              "--strategy", "ngram", "--samples", "50"])
     _check("mask --samples", _run_inprocess, ["mask", "hello world is nice", "-m", bert, "--seed", "1", "--samples", "50"])
     _check("mask --samples", _run_inprocess, ["mask", "hello world is nice today", "-m", bert, "--seed", "1",
                                               "--strategy", "span", "--samples", "50"])
