@@ -171,7 +171,8 @@ class PairScorer:
 
         def process(batch: list) -> list:
             out = self.backend.run(*batch_inputs(batch, self.tok, with_types=True))
-            return list(out.logits[_logits_name(self.backend.head)])
+            (logits,) = out.logits.values()  # the head's one output (torch: logits / sop_logits)
+            return list(logits)
 
         return np.stack(batcher.run_window(encs, [len(e.ids) for e in encs], process))
 
@@ -194,12 +195,6 @@ def pair_lengths(n1: int, n2: int, budget: int) -> tuple[int, int]:
         short = budget // 2
         long = short + budget % 2
     return (long, short) if swap else (short, long)
-
-
-def _logits_name(head: str) -> str:
-    from bertcli.backends.torch import HEAD_LOGITS
-
-    return HEAD_LOGITS[head][0]
 
 
 def _first_probability(logits) -> Any:
