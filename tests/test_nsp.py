@@ -171,6 +171,9 @@ def test_models_without_the_head_are_refused(bert_pt, albert_pt, tiny_models):
     with pytest.raises(ModelFileError, match=r"no next-sentence-prediction \(NSP\) head \(architecture: "
                                              r"BertForMaskedLM\).*google-bert/bert-base-uncased \(alias bert\) has one"):
         load_scorer(resolve_model(str(tiny_models["bert"])), "nsp")
+    with pytest.raises(ModelFileError, match=r"no sentence-order-prediction \(SOP\) head \(architecture: "
+                                             r"AlbertForMaskedLM\)"):  # no sop_classifier.* in its weights
+        load_scorer(resolve_model(str(tiny_models["albert"])), "sop")
 
 
 def test_exit_codes_end_to_end(run_cli, tiny_models, bert_pt, monkeypatch, run_output, capsys):
