@@ -16,7 +16,7 @@ DTYPES: tuple[str, ...] = ("float32", "float16")
 ENGINES: tuple[str, ...] = ("local", "ray")
 
 #: mask --strategy: the masking schemes of `bertcli.masking`
-STRATEGIES: tuple[str, ...] = ("static", "dynamic", "whole-word", "span")
+STRATEGIES: tuple[str, ...] = ("static", "dynamic", "whole-word", "span", "ngram")
 
 #: attention --scale
 SCALES: tuple[str, ...] = ("auto", "linear", "log")

@@ -98,6 +98,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("mask", "mask", "mask"),
     ("fill-mask", "fill_mask", "fill_mask"),
     ("detect", "detect", "detect"),
+    ("nsp", "nsp", "nsp"),
+    ("sop", "sop", "sop"),
     ("attention", "attention", "attention"),
 ]
 

@@ -162,31 +162,155 @@ class Detector:
 
     def detect(self, text: str, replacements: Sequence[tuple[int | str, str]] = ()) -> DetectResult:
         """Swap the given words (if any), then score every token of the text."""
-        import torch
-
-        from bertcli.runner import batch_inputs
-
         original = None
         done: list[Replacement] = []
         if replacements:
             original = text
             text, done = apply_replacements(self.tok, text, replacements)
         enc, truncated = self.tok.encode_capped(text, self.max_length)
-        logits = torch.from_numpy(self.loaded.run(*batch_inputs([enc], self.tok)).logits["logits"][0])
+        swapped = [not enc.special_tokens_mask[i] and any(s < r.end and r.start < e for r in done)
+                   for i, (s, e) in enumerate(enc.offsets)]
+        tokens = self.score(enc, list(enc.ids), list(enc.tokens), swapped)
+        return DetectResult(text=text, tokens=tokens, original=original, replacements=done,
+                            truncated=truncated)
+
+    def score(self, enc, ids: list[int], token_strings: list[str], swapped: list[bool]) -> list[DetectToken]:
+        """The discriminator's verdict on ``ids`` (``enc``'s ids, some perhaps replaced), with ``enc``'s offsets
+        and words; ``swapped`` marks the tokens known to be replaced."""
+        import numpy as np
+        import torch
+
+        from bertcli.runner import batch_inputs
+
+        inputs = batch_inputs([enc], self.tok)
+        inputs[0][0, :] = np.asarray(ids, dtype=np.int64)
+        logits = torch.from_numpy(self.loaded.run(*inputs).logits["logits"][0])
         with torch.inference_mode():
             probs = torch.sigmoid(logits)
         logit_list, prob_list = logits.cpu().tolist(), probs.cpu().tolist()
         tokens = []
-        for i, (token, tid) in enumerate(zip(enc.tokens, enc.ids)):
+        for i, (token, tid) in enumerate(zip(token_strings, ids)):
             start, end = enc.offsets[i]
-            special = bool(enc.special_tokens_mask[i])
             word = enc.word_ids[i]
-            swapped = not special and any(start < r.end and r.start < end for r in done)
             tokens.append(DetectToken(position=i, token=token, id=tid, word=None if word is None else word + 1,
                                       start=start, end=end, logit=logit_list[i], probability=prob_list[i],
-                                      special=special, swapped=swapped))
-        return DetectResult(text=text, tokens=tokens, original=original, replacements=done,
-                            truncated=truncated)
+                                      special=bool(enc.special_tokens_mask[i]), swapped=swapped[i]))
+        return tokens
+
+
+@dataclass
+class Corruption:
+    """One position the generator filled: the token there before and the one it sampled (maybe the same)."""
+
+    position: int
+    original: str
+    original_id: int
+    sampled: str
+    sampled_id: int
+    generator_probability: float  # the generator's probability of the sampled token
+
+    @property
+    def replaced(self) -> bool:
+        """ELECTRA's label: a sample equal to the original counts as original."""
+        return self.sampled_id != self.original_id
+
+
+@dataclass
+class CorruptResult:
+    """One text corrupted by the generator and scored by the discriminator."""
+
+    text: str
+    corrupted: str
+    corruptions: list[Corruption]
+    tokens: list[DetectToken]
+    truncated: int = 0
+
+    @property
+    def caught(self) -> dict[str, int]:
+        """How many replaced tokens the discriminator caught, and how many originals it called replaced."""
+        scored = [t for t in self.tokens if not t.special]
+        return {"replaced": sum(t.swapped for t in scored),
+                "caught": sum(t.swapped and t.predicted_replaced for t in scored),
+                "original": sum(not t.swapped for t in scored),
+                "false_alarms": sum(not t.swapped and t.predicted_replaced for t in scored)}
+
+    def as_record(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {"text": self.text, "corrupted": self.corrupted,
+                               "corruptions": [{**vars(c), "replaced": c.replaced} for c in self.corruptions],
+                               "caught": self.caught}
+        rec["tokens"] = DetectResult(text=self.corrupted, tokens=self.tokens).as_record()["tokens"]
+        if self.truncated:
+            rec["truncated_tokens"] = self.truncated
+        return rec
+
+
+def sample_from_softmax(logits, rng):
+    """One token id per row of ``logits``, drawn from softmax(logits) by the Gumbel-max trick (argmax of the
+    logits plus Gumbel noise), as ELECTRA's ``sample_from_softmax`` draws the generator's replacements."""
+    import numpy as np
+
+    logits = np.asarray(logits, dtype=np.float64)
+    gumbel = -np.log(-np.log(rng.uniform(size=logits.shape) + 1e-9) + 1e-9)
+    return (logits + gumbel).argmax(axis=-1)
+
+
+class Corrupter:
+    """ELECTRA end to end: the generator (a masked-LM head, `bertcli.fillmask.FillMasker`) fills masked positions
+    by sampling, and the discriminator (`Detector`) scores the result."""
+
+    def __init__(self, detector: Detector, masker):
+        if masker.tok.backend.get_vocab() != detector.tok.backend.get_vocab():
+            raise UsageError("the generator and the discriminator have different vocabularies, so a sampled token "
+                             "would mean another word to the discriminator; use an ELECTRA pair "
+                             "(-g electra-generator with -m electra)")
+        self.detector = detector
+        self.masker = masker
+
+    def corrupt(self, text: str, n: int, rng, *, where: str = "text 1") -> CorruptResult:
+        """Mask ``n`` distinct non-special positions (uniformly, from ``rng``: a `numpy.random.Generator`), let the
+        generator sample a token for each from its softmax (Gumbel-max, as ELECTRA's ``sample_from_softmax``),
+        and score the corrupted ids with the discriminator; ``where`` names the text in errors."""
+        from bertcli.errors import BadInputError
+        from bertcli.runner import batch_inputs
+        from bertcli.scores import softmax
+
+        tok = self.detector.tok
+        enc, truncated = tok.encode_capped(text, self.detector.max_length)
+        maskable = [i for i, special in enumerate(enc.special_tokens_mask) if not special]
+        if n > len(maskable):
+            raise BadInputError(f"{where}: {len(maskable)} token(s) to corrupt, fewer than --corrupt {n}")
+        positions = sorted(int(p) for p in rng.choice(maskable, size=n, replace=False))
+        ids = list(enc.ids)
+        inputs = batch_inputs([enc], self.masker.tok)
+        inputs[0][0, positions] = self.masker.mask_id
+        logits = self.masker.loaded.run(*inputs, positions=([0] * n, positions)).logits["logits"]
+        sampled = sample_from_softmax(logits, rng).tolist()
+        probs = softmax(logits)
+        vocab = tok.backend
+        corruptions = []
+        for row, (pos, new) in enumerate(zip(positions, sampled)):
+            corruptions.append(Corruption(position=pos, original=enc.tokens[pos], original_id=ids[pos],
+                                          sampled=vocab.id_to_token(new) or "", sampled_id=int(new),
+                                          generator_probability=float(probs[row, new])))
+            ids[pos] = int(new)
+        strings = list(enc.tokens)
+        for c in corruptions:
+            strings[c.position] = c.sampled
+        replaced = {c.position for c in corruptions if c.replaced}
+        tokens = self.detector.score(enc, ids, strings, [i in replaced for i in range(len(ids))])
+        kept = [t for i, t in enumerate(ids) if not enc.special_tokens_mask[i]]
+        corrupted = vocab.decode(kept, skip_special_tokens=False)
+        return CorruptResult(text=text, corrupted=corrupted, corruptions=corruptions, tokens=tokens,
+                             truncated=truncated)
+
+
+def load_corrupter(discriminator: ResolvedModel, generator: ResolvedModel, *, device: str = "cpu") -> Corrupter:
+    """The discriminator (`load_detector`) and the generator's masked-LM head (`bertcli.fillmask`), checked to
+    share one vocabulary."""
+    from bertcli.fillmask import load_fill_masker
+
+    detector = load_detector(discriminator, device=device)
+    return Corrupter(detector, load_fill_masker(generator, device=device))
 
 
 def load_detector(resolved: ResolvedModel, *, device: str = "cpu") -> Detector:

@@ -18,6 +18,8 @@ HEADS: dict[str, tuple[str, str, str]] = {
     "rtd": ("AutoModelForPreTraining", "replaced-token-detection (ELECTRA discriminator) head", "detect"),
     "seqcls": ("AutoModelForSequenceClassification", "sequence-classification head", "classify"),
     "tokcls": ("AutoModelForTokenClassification", "token-classification head", "tag"),
+    "nsp": ("AutoModelForNextSentencePrediction", "next-sentence-prediction (NSP) head", "nsp"),
+    "sop": ("AutoModelForPreTraining", "sentence-order-prediction (SOP) head", "sop"),
 }
 
 #: architecture-name suffixes that carry each head
@@ -27,7 +29,27 @@ HEAD_SUFFIXES: dict[str, tuple[str, ...]] = {
     "rtd": ("ForPreTraining",),
     "seqcls": ("ForSequenceClassification",),
     "tokcls": ("ForTokenClassification",),
+    "nsp": ("ForPreTraining", "ForNextSentencePrediction"),
+    "sop": ("ForPreTraining",),
 }
+
+#: the model types whose pretraining head each sentence-pair objective is (transformers'
+#: AutoModelForNextSentencePrediction types; ALBERT's AlbertForPreTraining holds SOP). For these heads the
+#: weights decide, not config.json's architectures: google-bert/bert-base-uncased declares BertForMaskedLM
+#: and still ships the NSP head (cls.seq_relationship), so a model of the right type is loaded and refused
+#: only when that head's tensors are missing.
+PAIR_HEAD_TYPES: dict[str, tuple[str, ...]] = {
+    "nsp": ("bert", "ernie", "fnet", "megatron-bert", "mobilebert"),
+    "sop": ("albert",),
+}
+
+#: the head's own tensors where its class holds others too (AlbertForPreTraining also has the MLM head, which a
+#: SOP run does not need): only these must be in the weights
+HEAD_TENSORS: dict[str, str] = {"sop": "sop_classifier."}
+
+#: a checkpoint that has each sentence-pair head, for the refusal's hint
+PAIR_HEAD_EXAMPLES: dict[str, str] = {"nsp": "google-bert/bert-base-uncased (alias bert)",
+                                      "sop": "an AlbertForPreTraining checkpoint"}
 
 #: id2label names that mark an NLI model's entailment class (zero-shot), compared lower-cased
 ENTAILMENT_LABELS = ("entailment", "entail", "entails")
@@ -65,6 +87,10 @@ def check_head(resolved: ResolvedModel, head: str) -> None:
     """Refuse early (before loading weights) when the config says the head is not there."""
     if head == "base":
         return
+    if head in PAIR_HEAD_TYPES:
+        if resolved.config.get("model_type") not in PAIR_HEAD_TYPES[head]:
+            raise missing_head_error(resolved, head, architectures(resolved))
+        return  # the weights decide (see PAIR_HEAD_TYPES)
     archs = architectures(resolved)
     if not archs:
         return  # no declaration: loading will tell (missing head weights)
@@ -80,6 +106,8 @@ def missing_head_error(resolved: ResolvedModel, head: str, archs: list[str]) -> 
     _, what, command = HEADS[head]
     fits = [c for c in suggest_commands(resolved, archs) if c != command]  # never suggest what just failed
     hint = f"this model fits: {', '.join('bertcli ' + c for c in fits)}" if fits else None
+    if head in PAIR_HEAD_EXAMPLES:
+        hint = f"{PAIR_HEAD_EXAMPLES[head]} has one" + (f"; {hint}" if hint else "")
     return ModelFileError(
         f"{resolved.display_name} has no {what} (architecture: {', '.join(archs) or 'unknown'}), "
         f"which `bertcli {command}` needs",
@@ -106,4 +134,8 @@ def suggest_commands(resolved: ResolvedModel, archs: list[str]) -> list[str]:
             out.append("zero-shot")
     if any(a.endswith(HEAD_SUFFIXES["tokcls"]) for a in archs):
         out.append("tag")
+    model_type = resolved.config.get("model_type")
+    for head in ("nsp", "sop"):  # declared pretraining heads only (a checkpoint may hold one undeclared)
+        if model_type in PAIR_HEAD_TYPES[head] and any(a.endswith(HEAD_SUFFIXES[head]) for a in archs):
+            out.append(head)
     return out

@@ -10,6 +10,11 @@ The input is an already tokenized sequence; the output says, token by token, wha
 - ``span`` — SpanBERT: spans of whole words, length ℓ ~ Geometric(p=0.2) clipped at 10 words, until the
   budget is spent; one 80/10/10 decision per span; the tokens just outside each span are its boundary
   tokens x_{s-1}, x_{e+1} (the inputs of the span boundary objective).
+- ``ngram`` — ALBERT's n-gram masking: n-grams of whole words, n ≤ 3 with p(n) ∝ 1/n (6/11, 3/11, 2/11, the
+  ALBERT paper's distribution, its create_pretraining_data's default ``favor_shorter_ngram``), until the budget
+  is spent; each selected token replaced 80/10/10 on its own, as ALBERT's code does; masked once in
+  preprocessing, like BERT. Selection is `_spans`' with this pmf, except that n-grams may touch (ALBERT has no
+  boundary objective to keep the neighbours for).
 
 The budget, for every strategy, is ``max(1, round(n * mask_prob))`` with n the number of maskable
 (non-special) tokens and Python's ``round`` (half to even), as in BERT's create_pretraining_data — which
@@ -45,12 +50,14 @@ def family_mask_prob(config: dict) -> float:
 
 SPAN_P = 0.2
 MAX_SPAN_WORDS = 10
+MAX_NGRAM = 3
 
 RESAMPLED_EACH_EPOCH: dict[str, bool] = {
     "static": False,  # BERT: masked once during preprocessing
     "dynamic": True,  # RoBERTa: a new mask each time a sequence is fed to the model
     "whole-word": False,  # BERT's whole-word models were preprocessed with create_pretraining_data too
     "span": True,  # SpanBERT (fairseq) draws different masks at each epoch
+    "ngram": False,  # ALBERT: masked in preprocessing (create_pretraining_data), like BERT
 }
 """Whether each scheme draws a new mask every epoch (what `mask_epochs` does unless told otherwise)."""
 
@@ -74,6 +81,29 @@ def span_length_pmf(p: float = SPAN_P, max_words: int = MAX_SPAN_WORDS) -> np.nd
 
 SPAN_LENGTH_PMF: np.ndarray = span_length_pmf()
 """P(ℓ) for ℓ = 1..10 words with p = 0.2 (read-only); its mean is 3.797 words (the paper's 3.8)."""
+
+
+def ngram_length_pmf(max_n: int = MAX_NGRAM) -> np.ndarray:
+    """ALBERT's n-gram length pmf: ``p(n) = (1/n) / Σ_{k=1..max_n} 1/k``. Entry ``i`` is p(n = i + 1)."""
+    if max_n < 1:
+        raise UsageError(f"max n-gram length must be at least 1, got {max_n}")
+    weights = 1.0 / np.arange(1, max_n + 1)
+    pmf = weights / weights.sum()
+    pmf.setflags(write=False)
+    return pmf
+
+
+NGRAM_LENGTH_PMF: np.ndarray = ngram_length_pmf()
+"""p(n) for n = 1..3 words: 6/11, 3/11, 2/11 (read-only); its mean is 18/11 = 1.636 words."""
+
+
+def length_pmf(strategy: str, span_pmf: np.ndarray = SPAN_LENGTH_PMF) -> np.ndarray:
+    """The length distribution a span-drawing strategy draws from (``span``: ``span_pmf``; ``ngram``: ALBERT's)."""
+    return NGRAM_LENGTH_PMF if strategy == "ngram" else np.asarray(span_pmf, dtype=float)
+
+
+SPAN_STRATEGIES = ("span", "ngram")
+"""The strategies that draw spans of whole words with a length distribution."""
 
 
 @dataclass(frozen=True)
@@ -159,12 +189,16 @@ def mask(
         groups = [[int(i)] for i in chosen]
     elif strategy == "whole-word":
         groups = [[i] for s, e in _whole_words(words, budget, generator) for i in range(s, e)]
-    else:
+    elif strategy == "span":
         spans, span_lengths = _spans(words, budget, generator, np.asarray(span_pmf, dtype=float))
         groups = [list(range(s, e)) for s, e in spans]
+    else:  # ngram: the n-grams may touch; one 80/10/10 decision per token, as ALBERT's code makes them
+        spans, span_lengths = _spans(words, budget, generator, NGRAM_LENGTH_PMF, apart=False)
+        groups = [[i] for s, e in spans for i in range(s, e)]
 
     masked, action, selected, targets = _replace(tokens, groups, generator, probs, mask_token, pool)
-    boundaries = [(s - 1 if s > 0 else None, e if e < len(tokens) else None) for s, e in spans]
+    boundaries = [(s - 1 if s > 0 else None, e if e < len(tokens) else None) for s, e in spans
+                  ] if strategy == "span" else []
     return MaskResult(
         strategy=strategy,
         tokens=tokens,
@@ -285,7 +319,7 @@ def _whole_words(words: list[tuple[int, int]], budget: int, rng: np.random.Gener
 
 
 def _spans(
-    words: list[tuple[int, int]], budget: int, rng: np.random.Generator, pmf: np.ndarray
+    words: list[tuple[int, int]], budget: int, rng: np.random.Generator, pmf: np.ndarray, *, apart: bool = True
 ) -> tuple[list[tuple[int, int]], list[int]]:
     """SpanBERT's span selection, in whole words, until ``budget`` tokens are selected.
 
@@ -295,7 +329,8 @@ def _spans(
     token, and never touch: a word next to a span is not used by another, so both boundary tokens of every
     span stay unmasked (SpanBERT's code merges touching spans into one instead). When ℓ does not fit
     anywhere it is drawn again — the pmf renormalised over the lengths that do fit; with no room left at
-    all, selection stops short of the budget.
+    all, selection stops short of the budget. ``apart=False`` (n-grams) lets spans touch: only taken words are
+    out of reach.
     """
     if not words or budget == 0:
         return [], []
@@ -309,9 +344,11 @@ def _spans(
     count = 0
     drawn: list[tuple[int, int, int]] = []  # (first word, words taken, ℓ drawn)
     while count < budget:
-        blocked_left = np.concatenate([[False], taken[:-1]]) & joined_left
-        blocked_right = np.concatenate([taken[1:], [False]]) & joined_right
-        usable = ~taken & ~blocked_left & ~blocked_right
+        usable = ~taken
+        if apart:
+            blocked_left = np.concatenate([[False], taken[:-1]]) & joined_left
+            blocked_right = np.concatenate([taken[1:], [False]]) & joined_right
+            usable &= ~blocked_left & ~blocked_right
         run_end = np.flatnonzero(usable & ~(np.concatenate([usable[1:], [False]]) & joined_right))
         if run_end.size == 0:
             break
@@ -409,7 +446,7 @@ def sample_statistics(
 
     Reports the masking rate (selected / maskable tokens) against the budget, the mask/random/same split
     against ``replace_probs`` (counted per decision: a token, or a whole span for ``span``), and for
-    ``span`` the drawn span lengths against ``span_pmf`` renormalised over the lengths that fit in the
+    ``span`` and ``ngram`` the drawn lengths against ``span_pmf`` (``ngram``: p(n) ∝ 1/n) renormalised over the lengths that fit in the
     longest run of words (exact while the text has room; a short, crowded text shifts draws shorter).
     """
     if samples < 1:
@@ -424,7 +461,7 @@ def sample_statistics(
     selected_sum, selected_min, selected_max = 0, None, 0
     decisions = {"mask": 0, "random": 0, "same": 0}
     token_actions = {"mask": 0, "random": 0, "same": 0}
-    pmf = np.asarray(span_pmf, dtype=float)
+    pmf = length_pmf(strategy, span_pmf)
     lengths = np.zeros(len(pmf), dtype=int)
     for _ in range(samples):
         result = mask(tokens, word_ids, rng=generator, **options)
@@ -435,10 +472,11 @@ def sample_statistics(
         for a in result.action:
             if a != "keep":
                 token_actions[a] += 1
+        for length in result.span_lengths:
+            lengths[length - 1] += 1
         if strategy == "span":
-            for (s, _), length in zip(result.spans, result.span_lengths):
+            for s, _ in result.spans:
                 decisions[result.action[s]] += 1
-                lengths[length - 1] += 1
         else:
             for a in result.action:
                 if a != "keep":
@@ -466,7 +504,7 @@ def sample_statistics(
         },
         "split": split,
     }
-    if strategy == "span":
+    if strategy in SPAN_STRATEGIES:
         room = min(len(pmf), _longest_run(words))
         expected = np.zeros(len(pmf))
         if room:

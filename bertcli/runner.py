@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bertcli.errors import MissingDependencyError, ModelFileError, UsageError
-from bertcli.heads import HEADS, architectures, check_head, missing_head_error
+from bertcli.heads import HEAD_TENSORS, HEADS, architectures, check_head, missing_head_error
 from bertcli.resolve import ResolvedModel
 
 @dataclass
@@ -176,7 +176,8 @@ def load_model(
     missing = list(info.get("missing_keys") or [])
     if head != "base":
         body = _base_prefix(model)
-        head_missing = [k for k in missing if not k.startswith(body) and "position_ids" not in k]
+        head_missing = [k for k in missing if not k.startswith(body) and "position_ids" not in k
+                        and k.startswith(HEAD_TENSORS.get(head, ""))]
         if head_missing:
             raise missing_head_error(resolved, head, architectures(resolved))
     model.eval()

@@ -45,6 +45,11 @@ _MASK_HEADER = {"model": "str", "kind": "str", "text": "str", "strategy": "str",
                 "mask_token": "str"}
 _ATTENTION_HEADER = {"model": "str", "layer": "int", "head": "int|null", "num_layers": "int", "num_heads": "int",
                      "tokens": ["str"], "truncated_tokens?": "int"}
+_DETECT_TOKEN = {"position": "int", "token": "str", "id": "int", "word": "int|null", "start": "int", "end": "int",
+                 "special": "bool", "swapped": "bool", "logit": "float", "probability": "float",
+                 "predicted_replaced": "bool"}
+_PAIR_SCORE = {"probability": "float", "logits": ["float"], "predicted": "bool"}
+_PAIR = {"line": "int", "a": "str", "b": "str", **_PAIR_SCORE, "swapped?": _PAIR_SCORE, "truncated_tokens?": "int"}
 _VARIANT = {
     "variant": "str", "summary": "str", "objectives": ["str"], "masking": "str", "masking_detail": "str",
     "mask_strategy": "str", "tokenizer": "str", "marker": "str", "tricks": ["str"], "trick_details": ["str"],
@@ -131,11 +136,19 @@ SCHEMAS: dict[str, Schema] = {s.command: s for s in [
     Schema("detect", "stream", {
         "line": "int", "text": "str", "original?": "str",
         "replacements?": [{"word": "int", "old": "str", "new": "str", "start": "int", "end": "int"}],
-        "tokens": [{"position": "int", "token": "str", "id": "int", "word": "int|null", "start": "int", "end": "int",
-                    "special": "bool", "swapped": "bool", "logit": "float", "probability": "float",
-                    "predicted_replaced": "bool"}],
+        "tokens": [_DETECT_TOKEN],
         "truncated_tokens?": "int",
     }, "docs/detect.md"),
+    Schema("detect --corrupt", "stream", {
+        "line": "int", "seed": "int", "text": "str", "corrupted": "str",
+        "corruptions": [{"position": "int", "original": "str", "original_id": "int", "sampled": "str",
+                         "sampled_id": "int", "generator_probability": "float", "replaced": "bool"}],
+        "caught": {"replaced": "int", "caught": "int", "original": "int", "false_alarms": "int"},
+        "tokens": [_DETECT_TOKEN],
+        "truncated_tokens?": "int",
+    }, "docs/detect.md"),
+    Schema("nsp", "stream", _PAIR, "docs/nsp.md"),
+    Schema("sop", "stream", _PAIR, "docs/nsp.md"),
     Schema("attention", "report", {**_ATTENTION_HEADER, "attention": [["float"]]}, "docs/attention.md"),
     Schema("attention --top", "report",
            {**_ATTENTION_HEADER, "top": [[{"position": "int", "token": "str", "weight": "float"}]]},

@@ -26,6 +26,14 @@ OBJECTIVES: dict[str, str] = {
 }
 """The pretraining objectives, by their short names."""
 
+OBJECTIVE_COMMANDS: dict[str, str] = {
+    "MLM": "bertcli fill-mask TEXT -m MODEL",
+    "NSP": "bertcli nsp A B -m MODEL",
+    "SOP": "bertcli sop A B -m MODEL",
+    "RTD": "bertcli detect TEXT -m electra --corrupt N",
+}
+"""The command that runs each objective's head (SBO's head is not released: none)."""
+
 MASKINGS: dict[str, str] = {
     "static": "the mask is chosen once, while preparing the data: every epoch sees the same one",
     "dynamic": "a new mask each time a sequence is seen",
@@ -83,8 +91,9 @@ VARIANTS: dict[str, Variant] = {
             summary="A Lite BERT: far fewer parameters for the same shape of model.",
             objectives=("MLM", "SOP"),
             masking="static",
-            masking_detail="n-gram masking (n ≤ 3) chosen once in preprocessing, 80/10/10 like BERT",
-            mask_strategy="static",
+            masking_detail="n-gram masking (n-grams of whole words, n ≤ 3, p(n) ∝ 1/n) chosen once in "
+                           "preprocessing, 80/10/10 like BERT",
+            mask_strategy="ngram",
             tokenizer="SentencePiece",
             tricks=("factorized embedding", "cross-layer sharing"),
             trick_details=("factorized embedding: V·E + E·H parameters instead of V·H, with E much smaller than H",

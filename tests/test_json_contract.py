@@ -117,17 +117,32 @@ def test_compare_mask_fill_detect_attention(models):
     _check("compare", _run_inprocess, ["compare", "hello world", "a b", "-m", bert, "-m", models["roberta"]])
     _check("mask", _run_inprocess, ["mask", "hello world is nice", "-m", bert, "--seed", "1", "--epochs", "2"])
     _check("mask", _run_inprocess, ["mask", "hello world is nice", "-m", bert, "--seed", "1", "--strategy", "span"])
+    ngram = _check("mask", _run_inprocess, ["mask", "hello world is nice", "-m", bert, "--seed", "1", "--strategy",
+                                            "ngram"])
+    assert "spans" in ngram[0] and "boundaries" not in ngram[0]
+    _check("mask --samples", _run_inprocess, ["mask", "hello world is nice today", "-m", bert, "--seed", "1",
+                                              "--strategy", "ngram", "--samples", "50"])
     _check("mask --samples", _run_inprocess, ["mask", "hello world is nice", "-m", bert, "--seed", "1", "--samples", "50"])
     _check("mask --samples", _run_inprocess, ["mask", "hello world is nice today", "-m", bert, "--seed", "1",
                                               "--strategy", "span", "--samples", "50"])
     _check("fill-mask", _run_inprocess, ["fill-mask", "hello [MASK]", "[MASK] is [MASK]", "-m", bert, "--top-k", "2"])
     _check("detect", _run_inprocess, ["detect", "The chef cooked the meal.", "hello", "-m", electra])
     _check("detect", _run_inprocess, ["detect", "The chef cooked the meal.", "-m", electra, "--replace", "3=ate"])
+    _check("detect --corrupt", _run_inprocess, ["detect", "The chef cooked the meal.", "hello", "-m", electra,
+                                                 "-g", models["electra_generator"], "--corrupt", "2", "--seed", "3"])
     head = _check("attention", _run_inprocess, ["attention", "hello world", "-m", bert, "--head", "0"])
     assert (head[0]["layer"], head[0]["head"]) == (2, 0)
     mean = _check("attention", _run_inprocess, ["attention", "hello world", "-m", bert, "--layer", "1"])
     assert (mean[0]["layer"], mean[0]["head"]) == (1, None)
     _check("attention --top", _run_inprocess, ["attention", "hello world", "-m", bert, "--top", "2"])
+
+
+def test_nsp_sop(models, tiny_head):
+    bert_pt, albert_pt = tiny_head("bert", "ForPreTraining"), tiny_head("albert", "ForPreTraining")
+    _check("nsp", _run_inprocess, ["nsp", "It rained.", "We stayed in.", "-m", bert_pt])
+    swapped = _check("nsp", _run_inprocess, ["nsp", "It rained.", "We stayed in.", "-m", bert_pt, "--swap"])
+    assert "swapped" in swapped[0]
+    _check("sop", _run_inprocess, ["sop", "It rained.", "word " * 300, "-m", albert_pt, "--swap"])
 
 
 def test_download_and_cache(run_cli, fake_hub, tiny_models, tmp_path):  # noqa: F811 - fixture

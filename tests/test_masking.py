@@ -12,6 +12,7 @@ import pytest
 
 from bertcli.errors import UsageError
 from bertcli.masking import (
+    NGRAM_LENGTH_PMF,
     RESAMPLED_EACH_EPOCH,
     SPAN_LENGTH_PMF,
     STRATEGIES,
@@ -19,6 +20,8 @@ from bertcli.masking import (
     mask,
     mask_epochs,
     masking_budget,
+    ngram_length_pmf,
+    sample_statistics,
     span_length_pmf,
 )
 
@@ -215,7 +218,8 @@ def test_dynamic_draws_a_new_mask_each_epoch_static_repeats_epoch_one():
 
 
 def test_epoch_resampling_defaults_and_override():
-    assert RESAMPLED_EACH_EPOCH == {"static": False, "dynamic": True, "whole-word": False, "span": True}
+    assert RESAMPLED_EACH_EPOCH == {"static": False, "dynamic": True, "whole-word": False, "span": True,
+                                    "ngram": False}
     tokens, word_ids = _document(60)
     span = mask_epochs(tokens, word_ids, strategy="span", rng=3, epochs=4)
     assert len({tuple(r.spans) for r in span}) > 1
@@ -338,3 +342,58 @@ def test_span_stops_short_when_no_room_is_left():
     for (s, e), (left, right) in zip(r.spans, r.boundaries):
         assert left is None or not r.selected[left]
         assert right is None or not r.selected[right]
+
+
+# --- n-gram masking (ALBERT) ------------------------------------------------------------------------------
+
+
+def test_ngram_length_pmf_is_one_over_n():
+    assert NGRAM_LENGTH_PMF.tolist() == pytest.approx([6 / 11, 3 / 11, 2 / 11])
+    assert ngram_length_pmf(2).tolist() == pytest.approx([2 / 3, 1 / 3])
+    assert not RESAMPLED_EACH_EPOCH["ngram"]  # ALBERT masks in preprocessing, like BERT
+
+
+def test_drawn_ngram_lengths_follow_one_over_n():
+    tokens, word_ids = _document(400)  # long enough that every length always fits
+    rng = np.random.default_rng(0)
+    lengths = []
+    for _ in range(90):
+        lengths += mask(tokens, word_ids, strategy="ngram", rng=rng).span_lengths
+    assert len(lengths) > 3000
+    hist = np.bincount(lengths, minlength=5)
+    assert hist[0] == 0 and hist[4:].sum() == 0  # n is 1..3 words
+    assert _chi_square(hist[1:4], NGRAM_LENGTH_PMF) < CHI2_CRIT[2]
+    # the same draws under the span pmf's first three lengths, renormalised, fail: the test tells them apart
+    assert _chi_square(hist[1:4], SPAN_LENGTH_PMF[:3] / SPAN_LENGTH_PMF[:3].sum()) > CHI2_CRIT[2]
+
+
+def test_ngrams_are_whole_words_may_touch_and_are_replaced_per_token():
+    tokens, word_ids = _document(60, pair=True)
+    words = _word_ranges(word_ids)
+    word_starts, word_ends = {s for s, _ in words}, {e for _, e in words}
+    rng = np.random.default_rng(2)
+    touching = mixed = 0
+    results = []
+    for _ in range(800):
+        r = mask(tokens, word_ids, strategy="ngram", rng=rng)
+        results.append(r)
+        assert r.boundaries == [] and len(r.spans) == len(r.span_lengths)
+        covered = [False] * len(tokens)
+        for (s, e), drawn in zip(r.spans, r.span_lengths):
+            assert s in word_starts and e in word_ends and all(w is not None for w in word_ids[s:e])
+            assert 1 <= sum(1 for ws in word_starts if s <= ws < e) <= drawn <= 3
+            covered[s:e] = [True] * (e - s)
+            mixed += len(set(r.action[s:e])) > 1
+        assert covered == r.selected
+        touching += any(e == s2 for (_, e), (s2, _) in zip(r.spans, r.spans[1:]))
+    assert touching > 50 and mixed > 50  # n-grams may touch; 80/10/10 is decided per token
+    assert _chi_square(_action_counts(results), [0.8, 0.1, 0.1]) < CHI2_CRIT[2]
+
+
+def test_ngram_sample_statistics_check_one_over_n():
+    tokens, word_ids = _document(120)
+    stats = sample_statistics(tokens, word_ids, strategy="ngram", rng=4, samples=300)
+    lengths = stats["span_lengths"]
+    assert lengths["lengths"] == [1, 2, 3] and lengths["expected"] == pytest.approx([6 / 11, 3 / 11, 2 / 11])
+    assert lengths["consistent"] is True and lengths["mean_expected"] == pytest.approx(18 / 11)
+    assert stats["split"]["unit"] == "token" and stats["split"]["consistent"] is True

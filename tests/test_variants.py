@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from bertcli.choices import STRATEGIES
 from bertcli.config import count_parameters
 from bertcli.errors import UsageError
 from bertcli.resolve import ALIASES
@@ -36,7 +37,9 @@ def test_catalog_facts():
         "ModernBERT": ("byte-level BPE", "Ġ")}
     assert rows["ALBERT"]["tricks"] == ["factorized embedding", "cross-layer sharing"]
     assert rows["BERT"]["tricks"] == rows["RoBERTa"]["tricks"] == rows["SpanBERT"]["tricks"] == []
-    assert {r["mask_strategy"] for r in rows.values()} <= {"static", "dynamic", "whole-word", "span"}
+    assert {k: r["mask_strategy"] for k, r in rows.items()} == {
+        "BERT": "static", "ALBERT": "ngram", "RoBERTa": "dynamic", "ELECTRA": "dynamic", "SpanBERT": "span"}
+    assert {r["mask_strategy"] for r in rows.values()} <= set(STRATEGIES)  # each one `bertcli mask` has
     assert all(set(r["objectives"]) <= set(OBJECTIVES) for r in rows.values())
     json.dumps(catalog())  # plain JSON
 

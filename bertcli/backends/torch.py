@@ -25,6 +25,8 @@ HEAD_LOGITS: dict[str, tuple[str, ...]] = {
     "rtd": ("logits",),
     "seqcls": ("logits",),
     "tokcls": ("logits",),
+    "nsp": ("logits",),  # *ForNextSentencePrediction: the seq_relationship head's two logits (0 = B follows A)
+    "sop": ("sop_logits",),  # AlbertForPreTraining: the sop_classifier's two logits (0 = in original order)
 }
 
 

@@ -19,7 +19,12 @@ EXAMPLES = examples(
     'bertcli detect "The chef cooked the meal." -m electra --replace cooked=ate',
     'bertcli detect "The chef cooked the meal." -m electra --replace 2=car --replace 5=sky --format json',
     "cat sentences.txt | bertcli detect -m electra --format tsv",
+    'bertcli detect "The chef cooked the meal in the kitchen." -m electra --corrupt 2 --seed 7',
+    'bertcli detect "The chef cooked the meal." -m electra -g electra-generator --corrupt 1 --format json',
 )
+
+#: the generator --corrupt samples from when -g is not given
+DEFAULT_GENERATOR = "electra-generator"
 
 
 def detect(
@@ -27,6 +32,9 @@ def detect(
     model: ModelOpt = None,
     replace: Annotated[list[str] | None, typer.Option("--replace", "-r", metavar="POS|OLD=WORD", help="Swap a word for WORD first: word number POS (1-based, as the tokenizer splits words: punctuation counts) or the word OLD itself (its first occurrence); repeatable; one TEXT only.")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
+    corrupt: Annotated[int | None, typer.Option("--corrupt", "-c", min=1, metavar="N", help="ELECTRA end to end: mask N tokens of each text, let the generator (-g) sample a replacement for each, and score the result; a sample equal to the original counts as original, as in ELECTRA.", show_default=False)] = None,
+    generator: Annotated[str | None, typer.Option("--generator", "-g", metavar="MODEL", help="The generator (a masked-LM head sharing the discriminator's vocabulary) for --corrupt.", show_default=DEFAULT_GENERATOR)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Random seed for --corrupt (default: a fresh one, printed so the run can be repeated).", show_default=False)] = None,
     device: DeviceOpt = "auto",
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
@@ -37,11 +45,20 @@ def detect(
     original (above 0.5: "replaced"). --replace POS=WORD (or OLD=WORD) swaps a word first so you can watch it
     catch the swap; POS counts words from 1 as the tokenizer splits them (punctuation is a word; the "word"
     column of a plain run shows the numbers), OLD names the word itself. Swapped tokens are marked.
+    --corrupt N runs ELECTRA's two networks together: N tokens are masked, the generator (-g) samples a
+    replacement for each from its softmax, the discriminator scores every token, and the summary says how many
+    replaced tokens it caught.
     """
     apply_output(fmt, quiet)
     fmt_resolved = output.resolve_format()
     from bertcli.detect import load_detector, parse_replacement
 
+    if corrupt is not None:
+        if replace:
+            raise UsageError("--replace and --corrupt do not go together: swap words by hand or let the generator")
+        return _corrupt(texts, model, file, corrupt, generator, seed, device, fmt_resolved)
+    if generator is not None or seed is not None:
+        raise UsageError(f"{'--generator' if generator is not None else '--seed'} goes with --corrupt N")
     swaps = [parse_replacement(spec) for spec in replace or []]
     resolved = resolve(model)
     lines = require_nonempty(iter_lines(texts, file))
@@ -63,6 +80,43 @@ def detect(
     output.emit(output.track(records(), description="scoring"), table=_table, table_batch=1, fmt=fmt_resolved,
                 tsv_rows=_tsv_rows,
                 tsv_columns=["line", "position", "token", "id", "word", "special", "swapped", "probability"])
+
+
+def _corrupt(texts, model, file, n: int, generator: str | None, seed: int | None, device: str, fmt) -> None:
+    """`detect --corrupt N`: the generator corrupts, the discriminator detects."""
+    import numpy as np
+
+    from bertcli.detect import load_corrupter
+
+    resolved = resolve(model)
+    gen = resolve(generator or DEFAULT_GENERATOR)
+    lines = require_nonempty(iter_lines(texts, file))
+    first = next(lines)
+    with output.loading(f"{resolved.display_name} + {gen.display_name}"):
+        corrupter = load_corrupter(resolved, gen, device=device)
+    if seed is None:  # drawn and announced only once the models and input are good
+        import secrets
+
+        seed = secrets.randbelow(2**31)
+        output.info(f"seed {seed} (repeat this run with --seed {seed})")
+    rng = np.random.default_rng(seed)
+
+    def records():
+        for line in _chain(first, lines):
+            result = corrupter.corrupt(line.text, n, rng, where=line.label)
+            if result.truncated:
+                output.warn(f"{line.label}: {result.truncated} token(s) past the model's maximum of "
+                            f"{corrupter.detector.max_length} were left out")
+            yield {"line": line.number, "seed": seed, **result.as_record()}
+
+    output.emit(output.track(records(), description="corrupting and scoring"), table=_table, table_batch=1,
+                fmt=fmt, tsv_rows=_tsv_rows,
+                tsv_columns=["line", "position", "token", "id", "word", "special", "swapped", "probability"])
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
 
 
 def _tsv_rows(rec: dict):
@@ -88,6 +142,12 @@ def _table(records: list[dict]):
         if rec.get("original") is not None:
             swaps = ", ".join(f"{r['word']}: {r['old']!r} → {r['new']!r}" for r in rec["replacements"])
             parts.append(Text(f"original: {rec['original']}   swapped {swaps}", style="dim"))
+        corruptions = {c["position"]: c for c in rec.get("corruptions", [])}
+        if corruptions:
+            samples = ", ".join(f"@{c['position']} {c['original']!r} → {c['sampled']!r}"
+                                + ("" if c["replaced"] else " (the original)") for c in corruptions.values())
+            parts.append(Text(f"original: {rec['text']}   generator sampled {samples} · seed {rec['seed']}",
+                              style="dim"))
         heat = Text()
         for tok in rec["tokens"]:
             if tok["special"]:
@@ -112,9 +172,17 @@ def _table(records: list[dict]):
             p = tok["probability"]
             verdict = "replaced" if tok["predicted_replaced"] else "original"
             if tok["swapped"]:
-                verdict += "  ← swapped"
+                verdict += "  ← replaced by the generator" if corruptions else "  ← swapped"
+            elif tok["position"] in corruptions:
+                verdict += "  ← generator sampled the original"
             table.add_row(str(tok["position"]), tok["token"], "" if tok["word"] is None else str(tok["word"]),
                           Text(f"{p:.3f}", style=heat_style(p)), Text(output.score_bar(p), style="red" if p > 0.5 else "green"),
                           verdict, style="dim" if tok["special"] else ("bold" if tok["swapped"] else None))
-        parts += [table, ""]
+        parts.append(table)
+        if corruptions:
+            c = rec["caught"]
+            parts.append(Text(f"caught {c['caught']} of {c['replaced']} replaced token(s); "
+                              f"{c['false_alarms']} false alarm(s) among {c['original']} original token(s)",
+                              style="bold"))
+        parts.append("")
     return Group(*parts)

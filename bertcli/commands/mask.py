@@ -17,13 +17,18 @@ from bertcli.errors import BadInputError, ModelFileError, UsageError
 EXAMPLES = examples(
     "bertcli mask 'You are expected to know the laws of your country' -m bert --strategy span --seed 3",
     "bertcli mask 'It was a great day' -m roberta --strategy dynamic --epochs 3",
+    "bertcli mask 'The White House correspondents dinner was held on Saturday' -m albert --strategy ngram --seed 1",
     "bertcli mask 'I had a sudden epiphany' -m ./AlbertModel/spiece.model --strategy whole-word",
     "bertcli mask \"$(cat paragraph.txt)\" -m bert --strategy span --samples 2000",
     "bertcli mask 'It was a great day' -m bert --seed 1 --format json | jq -c '.masked_tokens'",
 )
 
 STRATEGY_HELP = ("static (BERT), dynamic (RoBERTa: a new mask each epoch), whole-word, "
-                 "span (SpanBERT: geometric span lengths, boundaries marked)")
+                 "span (SpanBERT: geometric span lengths, boundaries marked), "
+                 "ngram (ALBERT: n-grams of up to 3 words, p(n) ∝ 1/n)")
+#: the --samples length table's title, by strategy
+LENGTH_TITLES = {"span": "span lengths ℓ (words): Geometric(p=0.2) clipped at 10",
+                 "ngram": "n-gram lengths n (words): p(n) ∝ 1/n, n ≤ 3 (ALBERT)"}
 #: Caps on --epochs and --samples: far more than any lesson needs, and a typo of a few extra zeros fails at
 #: once instead of running for hours (output is streamed, so memory does not depend on them either).
 MAX_EPOCHS = 100_000
@@ -45,11 +50,12 @@ def mask(
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Show how BERT (static), RoBERTa (dynamic), whole-word and SpanBERT (span) masking would mask a text.
+    """Show how BERT (static), RoBERTa (dynamic), whole-word, SpanBERT (span) and ALBERT (ngram) masking would mask a text.
 
     Tokens come from the model's tokenizer; special tokens are never masked; the selected tokens are
     replaced 80/10/10 by the mask token ([MASK] or <mask>), a random vocabulary token, or left as they are.
     For span masking the span boundary tokens (just outside each span, what SBO predicts from) are marked ⟨ ⟩.
+    ALBERT's n-gram masking draws n-grams of whole words (n ≤ 3, p(n) ∝ 1/n) and replaces each token 80/10/10.
     """
     apply_output(fmt, quiet)
     from bertcli.masking import RESAMPLED_EACH_EPOCH
@@ -152,6 +158,9 @@ def _record(header: dict, epoch: int, result, special: list[bool], word_ids: lis
         rec["spans"] = [list(s) for s in result.spans]
         rec["boundaries"] = [list(b) for b in result.boundaries]
         rec["span_lengths"] = result.span_lengths
+    elif result.strategy == "ngram":
+        rec["spans"] = [list(s) for s in result.spans]
+        rec["span_lengths"] = result.span_lengths
     return rec
 
 
@@ -228,6 +237,8 @@ def _view(records: list[dict]):
         note = "new mask" if rec["new_mask"] else "same mask as epoch 1"
         if rec["strategy"] == "span" and rec["spans"]:
             note += f" · spans {', '.join(f'{e - s} tok' for s, e in rec['spans'])}"
+        elif rec["strategy"] == "ngram" and rec["spans"]:
+            note += f" · n-grams of {', '.join(str(n) for n in rec['span_lengths'])} word(s)"
         table.add_row(str(rec["epoch"]), masked_chips(rec), str(len(rec["selected"])), note)
     return Group(table, _legend(first["strategy"], first["mask_token"]))
 
@@ -278,7 +289,7 @@ def _stats_view(rec: dict):
     parts: list[Any] = [head, "", rates, "", splits, _verdict(split)]
     spans = rec.get("span_lengths")
     if spans:
-        table = Table(title="span lengths ℓ (words): Geometric(p=0.2) clipped at 10", title_justify="left",
+        table = Table(title=LENGTH_TITLES[rec["strategy"]], title_justify="left",
                       show_edge=False, header_style="bold")
         for col, justify in (("ℓ", "right"), ("count", "right"), ("observed", "right"), ("expected", "right"),
                              ("observed █ / expected │", "left")):
@@ -291,7 +302,7 @@ def _stats_view(rec: dict):
             if 0 < mark <= 30:
                 cells[mark - 1] = "│" if cells[mark - 1] == " " else "┃"
             table.add_row(str(length), f"{count:,}", f"{obs:.2%}", f"{exp:.2%}", "[cyan]" + "".join(cells) + "[/cyan]")
-        parts += ["", table, f"mean span length: observed {spans['mean_observed']:.3f}, expected "
+        parts += ["", table, f"mean {rec['strategy'].replace('ngram', 'n-gram')} length: observed {spans['mean_observed']:.3f}, expected "
                   f"{spans['mean_expected']:.3f} words", _verdict(spans)]
         if spans["longest_run"] < len(spans["lengths"]):
             parts.append(f"[dim]the text's longest run is {spans['longest_run']} words: expected lengths are "

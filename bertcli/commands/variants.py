@@ -129,9 +129,17 @@ def _catalog_view(records: list[dict]):
     parts: list[Any] = [table]
     legend = "  ".join(f"[{OBJECTIVE_STYLES[k]}]{k}[/] {k_desc.split(':')[0]}" for k, k_desc in _objective_items())
     parts.append(f"[dim]objectives:[/dim] {legend}")
+    parts.append("[dim]run them:[/dim] " + "  ".join(f"[{OBJECTIVE_STYLES.get(k, 'bold')}]{k}[/] {command}"
+                                                    for k, command in _objective_commands().items()))
     for live in lives:
         parts += ["", _live_view(live)]
     return Group(*parts)
+
+
+def _objective_commands() -> dict[str, str]:
+    from bertcli.variants import OBJECTIVE_COMMANDS
+
+    return OBJECTIVE_COMMANDS
 
 
 def _objective_items():
@@ -151,8 +159,10 @@ def _detail_view(record: dict):
     grid.add_column(style="bold", justify="right")
     grid.add_column()
     grid.add_row("changes", "\n".join(f"• {c}" for c in record["changes"]))
+    commands = _objective_commands()
     grid.add_row("objectives", "\n".join(
-        f"[{OBJECTIVE_STYLES.get(o, 'bold')}]{o}[/] {OBJECTIVES[o]}" for o in record["objectives"]))
+        f"[{OBJECTIVE_STYLES.get(o, 'bold')}]{o}[/] {OBJECTIVES[o]}"
+        + (f"\n    [dim]run it:[/dim] {commands[o]}" if o in commands else "") for o in record["objectives"]))
     masking = record["masking"]
     grid.add_row("masking", f"[{MASKING_STYLES.get(masking, 'white')}]{masking}[/]: {MASKINGS[masking]}\n"
                  f"{record['masking_detail']}\n[dim]see it:[/dim] bertcli mask TEXT -m MODEL --strategy "

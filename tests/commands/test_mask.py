@@ -109,7 +109,7 @@ def test_bare_tokenizer_files_and_roberta_mask_token(run_cli, tiny_roberta, tiny
 def test_bad_strategy_and_options_one_line_exit_2(run_cli, minilm_dir):
     for args, message in (
         (("--strategy", "bogus"), "error: Invalid value for '--strategy' / '-s': 'bogus' is not one of 'static', 'dynamic', 'whole-word', "
-                                   "'span'; see 'bertcli mask --help'"),
+                                   "'span', 'ngram'; see 'bertcli mask --help'"),
         (("--mask-prob", "1.5"), "error: --mask-prob must be in (0, 1], got 1.5"),
         (("--samples", "10", "--epochs", "2"), "error: --samples and --epochs do not go together"),
     ):

@@ -37,7 +37,8 @@ def test_albert_detail_with_live_numbers_of_the_tiny_albert(run_cli, tiny_albert
     assert live["sharing"]["saved"] == (config["num_hidden_layers"] - 1) * live["per_layer"]
     table = run_cli("variants", "albert", "-m", tiny_albert, "-f", "table", env={"COLUMNS": "160"}).stdout
     assert f"{v}·16 + 16·32" in table and f"{v * 16 + 16 * 32:,}" in table and f"{v * 32:,}" in table
-    assert "saved by sharing" in table and "bertcli mask TEXT -m MODEL --strategy static" in table
+    assert "saved by sharing" in table and "bertcli mask TEXT -m MODEL --strategy ngram" in table
+    assert "run it: bertcli sop A B -m MODEL" in table and "bertcli nsp" not in table
 
 
 def test_catalog_with_minilm_fills_the_bert_row(run_cli, minilm_dir):
