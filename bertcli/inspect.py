@@ -36,7 +36,10 @@ from bertcli.weights import (
 )
 
 #: commands inspect reports on, in display order
-COMMANDS = ("tokenize", "embed", "fill-mask", "qa", "detect")
+COMMANDS = ("tokenize", "embed", "fill-mask", "qa", "detect", "classify", "tag", "rerank", "zero-shot")
+
+#: commands that run a head other than their own (`bertcli.heads.HEADS` names each head's own command)
+SHARED_HEAD_COMMANDS = {"rerank": "seqcls", "zero-shot": "seqcls"}
 
 #: model types bertcli's runner loads (count_parameters knows them too)
 RUNNABLE_TYPES = ("bert", "albert", "electra", *ROBERTA_TYPES)
@@ -58,8 +61,14 @@ DEFAULT_SPECIALS["xlm-sentencepiece"] = DEFAULT_SPECIALS["byte-level BPE"]
 INSTALL_SENTENCEPIECE = "pip install sentencepiece protobuf"  # core dependencies; only a broken install lacks them
 
 #: what each weight-derived head looks like in the tensor groups
-_HEAD_MODULES = {"mlm": "head: masked LM", "qa": "head: question answering", "rtd": "head: replaced token detection"}
-_HEAD_TENSOR_HINT = {"qa": "qa_outputs.*", "rtd": "discriminator_predictions.*"}
+_HEAD_MODULES = {"mlm": "head: masked LM", "qa": "head: question answering", "rtd": "head: replaced token detection",
+                 "seqcls": "head: classifier", "tokcls": "head: classifier"}
+_HEAD_TENSOR_HINT = {"qa": "qa_outputs.*", "rtd": "discriminator_predictions.*", "seqcls": "classifier.*",
+                     "tokcls": "classifier.*"}
+#: each head as capability reasons name it
+_HEAD_WHAT = {"mlm": "masked-LM head", "qa": "question-answering head",
+              "rtd": "replaced-token-detection head (ELECTRA discriminator)",
+              "seqcls": "sequence-classification head", "tokcls": "token-classification head"}
 _MLM_TENSORS = {"bert": "cls.predictions.*", **dict.fromkeys(ROBERTA_TYPES, "lm_head.*"), "albert": "predictions.*",
                 "electra": "generator_predictions.*"}
 
@@ -432,7 +441,7 @@ def _capabilities(ins: Inspection) -> list[Capability]:
     r = ins.resolved
     caps = [_tokenize_capability(ins)]
     model_cmds = [c for c in COMMANDS if c != "tokenize"]
-    head_of = {HEADS[h][2]: h for h in HEADS}  # command → head
+    head_of = {**{HEADS[h][2]: h for h in HEADS}, **SHARED_HEAD_COMMANDS}  # command → head
     if not r.has_config:
         return caps + [Capability(c, False, "no config.json: this is a tokenizer only") for c in model_cmds]
     if (ins.model_type or "").lower() not in RUNNABLE_TYPES:
@@ -456,6 +465,7 @@ def _capabilities(ins: Inspection) -> list[Capability]:
             caps.append(_capability_from_config(ins, command, head, declared))
         else:
             caps.append(_capability_from_weights(ins, command, head, modules, declared))
+        caps[-1] = _label_condition(r, caps[-1])
     if not any(f.format == "safetensors" for f in ins.weight_files):
         # The runner loads safetensors only (pickle can run code): say what the weights hold, and that they must
         # be converted before any model command runs them.
@@ -463,6 +473,28 @@ def _capabilities(ins: Inspection) -> list[Capability]:
                            "safetensors (convert them once with transformers' save_pretrained)")
                 if c.available and c.command != "tokenize" else c for c in caps]
     return caps
+
+
+def _label_condition(resolved: ResolvedModel, cap: Capability) -> Capability:
+    """rerank needs a one-label classifier (a cross-encoder), zero-shot one whose id2label names entailment."""
+    from bertcli.heads import entailment_id, num_labels
+
+    if not cap.available or cap.command not in ("classify", "tag", *SHARED_HEAD_COMMANDS):
+        return cap
+    n = num_labels(resolved)
+    id2label = resolved.config.get("id2label")
+    names = ", ".join(str(v) for v in id2label.values()) if isinstance(id2label, dict) and id2label else "none named"
+    if cap.command in ("classify", "tag"):
+        return Capability(cap.command, True, f"{cap.reason}; {n} label(s): {names}")
+    if cap.command == "rerank" and n != 1:
+        return Capability("rerank", False, f"a cross-encoder has one label; this classifier has {n} ({names}): "
+                                           "use classify")
+    if cap.command == "zero-shot" and entailment_id(resolved) is None:
+        return Capability("zero-shot", False, f"id2label names no entailment class ({names}): zero-shot needs an "
+                                              "NLI model")
+    if cap.command == "zero-shot":
+        return Capability("zero-shot", True, f"an NLI classifier (id2label: {names}); {cap.reason}")
+    return Capability("rerank", True, f"a one-label classifier (cross-encoder); {cap.reason}")
 
 
 def _tokenize_capability(ins: Inspection) -> Capability:
@@ -499,11 +531,12 @@ def _capability_from_weights(ins: Inspection, command: str, head: str, modules: 
         pooler = "with pooler" if "pooler" in modules else "no pooler (mean/CLS pooling only)"
         return Capability(command, True, f"encoder weights: embeddings + {layers} stored layer(s), {pooler}")
     in_weights = _HEAD_MODULES[head] in modules
-    what = {"mlm": "masked-LM head", "qa": "question-answering head",
-            "rtd": "replaced-token-detection head (ELECTRA discriminator)"}[head]
+    what = _HEAD_WHAT[head]
     if in_weights and declared:
         extra = " (generator)" if head == "mlm" and ins.model_type == "electra" else ""
         return Capability(command, True, f"{what}{extra} in the weights; architectures: {archs}")
+    if in_weights and head in ("seqcls", "tokcls"):  # one classifier.* group: the declared class says which it is
+        return Capability(command, False, _short_refusal(ins, head))
     if in_weights:
         return Capability(command, False, f"the weights hold a {what} but config.json's architectures ({archs}) "
                                           "do not declare it, and bertcli follows the config")
@@ -520,6 +553,5 @@ def _capability_from_weights(ins: Inspection, command: str, head: str, modules: 
 
 
 def _short_refusal(ins: Inspection, head: str) -> str:
-    what = {"mlm": "masked-LM head", "qa": "question-answering head",
-            "rtd": "replaced-token-detection head (ELECTRA discriminator)"}[head]
+    what = _HEAD_WHAT[head]
     return f"config.json declares {', '.join(ins.architectures)}, which has no {what}"

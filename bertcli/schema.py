@@ -136,6 +136,8 @@ SCHEMAS: dict[str, Schema] = {s.command: s for s in [
                     "predicted_replaced": "bool"}],
         "truncated_tokens?": "int",
     }, "docs/detect.md"),
+    Schema("zero-shot", "stream", {"line": "int", "text": "str", "labels": ["str"], "scores": ["float"]},
+           "docs/zero-shot.md"),
     Schema("attention", "report", {**_ATTENTION_HEADER, "attention": [["float"]]}, "docs/attention.md"),
     Schema("attention --top", "report",
            {**_ATTENTION_HEADER, "top": [[{"position": "int", "token": "str", "weight": "float"}]]},

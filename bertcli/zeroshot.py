@@ -104,7 +104,7 @@ def check_model(resolved: ResolvedModel, *, multi_label: bool, n_candidates: int
     if not resolved.has_config:
         raise ModelFileError(f"{resolved.display_name} has no config.json: zero-shot needs an NLI model with a "
                              "sequence-classification head")
-    check_head(resolved, "seqcls")
+    check_head(resolved, "seqcls", command="zero-shot")
     names = _label_names(resolved)
     if num_labels(resolved) == 1 and (multi_label or n_candidates == 1):
         why = "--multi-label weighs" if multi_label else "one candidate label is scored by weighing"
