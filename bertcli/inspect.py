@@ -485,16 +485,17 @@ def _label_condition(resolved: ResolvedModel, cap: Capability) -> Capability:
     id2label = resolved.config.get("id2label")
     names = ", ".join(str(v) for v in id2label.values()) if isinstance(id2label, dict) and id2label else "none named"
     if cap.command in ("classify", "tag"):
-        return Capability(cap.command, True, f"{cap.reason}; {n} label(s): {names}")
+        return Capability(cap.command, True, f"{cap.reason}; labels: {names}")
     if cap.command == "rerank" and n != 1:
         return Capability("rerank", False, f"a cross-encoder has one label; this classifier has {n} ({names}): "
                                            "use classify")
-    if cap.command == "zero-shot" and entailment_id(resolved) is None:
+    entail = entailment_id(resolved)
+    if cap.command == "zero-shot" and entail is None:
         return Capability("zero-shot", False, f"id2label names no entailment class ({names}): zero-shot needs an "
                                               "NLI model")
     if cap.command == "zero-shot":
-        return Capability("zero-shot", True, f"an NLI classifier (id2label: {names}); {cap.reason}")
-    return Capability("rerank", True, f"a one-label classifier (cross-encoder); {cap.reason}")
+        return Capability("zero-shot", True, f"an NLI classifier: entailment is label {entail} of {n} ({names})")
+    return Capability("rerank", True, "a one-label sequence classifier: a cross-encoder's score per pair")
 
 
 def _tokenize_capability(ins: Inspection) -> Capability:

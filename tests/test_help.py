@@ -59,7 +59,7 @@ COMMAND_HELP = _click_commands()
 
 
 def test_all_commands_are_covered():
-    assert len(COMMANDS) == 14
+    assert len(COMMANDS) == 15
     assert {"cache ls", "cache rm", "cache verify"} <= set(COMMAND_HELP)
 
 

@@ -130,6 +130,13 @@ def test_compare_mask_fill_detect_attention(models):
     _check("attention --top", _run_inprocess, ["attention", "hello world", "-m", bert, "--top", "2"])
 
 
+def test_zero_shot(tiny_head):
+    nli = tiny_head("bert", "ForSequenceClassification", id2label={0: "contradiction", 1: "neutral", 2: "entailment"})
+    recs = _check("zero-shot", _run_inprocess, ["zero-shot", "a cake", "the match", "-m", nli, "--labels", "food,sport"])
+    assert [r["line"] for r in recs] == [1, 2] and sorted(recs[0]["labels"]) == ["food", "sport"]
+    _check("zero-shot", _run_inprocess, ["zero-shot", "a cake", "-m", nli, "--labels", "food,sport", "--multi-label"])
+
+
 def test_download_and_cache(run_cli, fake_hub, tiny_models, tmp_path):  # noqa: F811 - fixture
     publish(fake_hub, "org/tiny-bert", tiny_models["bert_fast"])
     env = fake_hub.env(tmp_path / "hub")

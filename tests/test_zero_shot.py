@@ -175,7 +175,8 @@ def test_inspect_nli_model(tiny_head):
     folder = nli_model(tiny_head, "roberta")
     assert available(folder) == ["tokenize", "embed", "classify", "zero-shot"]
     caps = capabilities(folder)
-    assert "3 label(s): contradiction, neutral, entailment" in caps["classify"][1]
+    assert caps["classify"][1].endswith("; labels: contradiction, neutral, entailment")
+    assert caps["zero-shot"][1] == "an NLI classifier: entailment is label 2 of 3 (contradiction, neutral, entailment)"
     assert caps["rerank"][1].startswith("a cross-encoder has one label; this classifier has 3")
     assert caps["tag"][1] == "config.json declares RobertaForSequenceClassification, which has no token-classification head"
 
@@ -191,7 +192,7 @@ def test_inspect_cross_encoder_and_plain_classifier(tiny_head):
 def test_inspect_token_classifier_and_encoder(tiny_head, tiny_models):
     tagger = tiny_head("bert", "ForTokenClassification", id2label={0: "O", 1: "B-PER", 2: "I-PER"})
     assert available(tagger) == ["tokenize", "embed", "tag"]
-    assert "3 label(s): O, B-PER, I-PER" in capabilities(tagger)["tag"][1]
+    assert capabilities(tagger)["tag"][1].endswith("; labels: O, B-PER, I-PER")
     caps = capabilities(tiny_models["bert_base_only"])
     for command in ("classify", "tag", "rerank", "zero-shot"):
         assert caps[command][0] is False and "(classifier.* absent)" in caps[command][1], command
