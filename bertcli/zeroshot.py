@@ -257,19 +257,23 @@ def pair_token_types(resolved: ResolvedModel, tok: Any, model: Any) -> bool:
         from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING_NAMES, tokenizer_class_from_name
     except ImportError:  # transformers is a core dependency; a broken install keeps bertcli's own rule
         return bool(tok.uses_token_types)
-    name = None
+    tok_config: dict = {}
     if resolved.has("tokenizer_config.json"):
         try:
-            name = json.loads(resolved.file("tokenizer_config.json").read_text(encoding="utf-8")).get("tokenizer_class")
-        except (OSError, ValueError, AttributeError):
-            name = None
-    name = name or TOKENIZER_MAPPING_NAMES.get(str(resolved.config.get("model_type")))
-    if isinstance(name, (tuple, list)):
-        name = next((n for n in reversed(name) if n), None)
-    cls = tokenizer_class_from_name(str(name)) if name else None
-    if cls is None:
-        return bool(tok.uses_token_types)
-    return "token_type_ids" in getattr(cls, "model_input_names", ()) and bool(tok.uses_token_types)
+            tok_config = json.loads(resolved.file("tokenizer_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            tok_config = {}
+    tok_config = tok_config if isinstance(tok_config, dict) else {}
+    names = tok_config.get("model_input_names")  # the file may override the class's list, as transformers reads it
+    if not isinstance(names, list):
+        name = tok_config.get("tokenizer_class") or TOKENIZER_MAPPING_NAMES.get(str(resolved.config.get("model_type")))
+        if isinstance(name, (tuple, list)):
+            name = next((n for n in reversed(name) if n), None)
+        cls = tokenizer_class_from_name(str(name)) if name else None
+        if cls is None:
+            return bool(tok.uses_token_types)
+        names = list(getattr(cls, "model_input_names", ()))
+    return "token_type_ids" in names and bool(tok.uses_token_types)
 
 
 def _where(item: Any, ordinal: int) -> str:

@@ -196,3 +196,22 @@ def test_inspect_token_classifier_and_encoder(tiny_head, tiny_models):
     caps = capabilities(tiny_models["bert_base_only"])
     for command in ("classify", "tag", "rerank", "zero-shot"):
         assert caps[command][0] is False and "(classifier.* absent)" in caps[command][1], command
+
+
+def test_pair_token_types_follow_transformers_tokenizer(tiny_head, tmp_path):
+    """Segment ids for the hypothesis go in where transformers' tokenizer gives them (BERT, ELECTRA), not for
+    transformers 5's ALBERT and RoBERTa tokenizers, nor when tokenizer_config.json's model_input_names lacks them."""
+    import shutil
+
+    from bertcli.tokenizer import load_tokenizer
+    from bertcli.zeroshot import pair_token_types
+
+    def types(folder) -> bool:
+        resolved = resolve_model(str(folder))
+        return pair_token_types(resolved, load_tokenizer(resolved), SimpleNamespace(accepts_token_types=True))
+
+    assert [types(nli_model(tiny_head, f)) for f in HEAD_FAMILIES] == [True, False, False, True]
+    folder = shutil.copytree(nli_model(tiny_head, "bert"), tmp_path / "m")
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "model_input_names": ["input_ids", "attention_mask"]}))
+    assert types(folder) is False
