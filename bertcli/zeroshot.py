@@ -172,7 +172,7 @@ class ZeroShotClassifier:
 
         strings = [getattr(t, "text", t) for t in window]
         n_labels = len(self.labels)
-        encodings = self._encode(window, strings)
+        encodings, truncated = self._encode(window, strings)
         lengths = [len(e.ids) for e in encodings]
         logits = None
         for batch in self.batcher.plan(lengths):
@@ -181,7 +181,6 @@ class ZeroShotClassifier:
                 logits = np.zeros((len(encodings), out.shape[-1]), dtype=np.float32)
             logits[batch] = out
             self.stats.batches += 1
-        truncated = [any(e.overflowing for e in encodings[i * n_labels:(i + 1) * n_labels]) for i in range(len(strings))]
         scores = self.scores(logits.reshape(len(strings), n_labels, -1))
         return [self._result(text, row, cut) for text, row, cut in zip(strings, scores, truncated)]
 
@@ -198,8 +197,9 @@ class ZeroShotClassifier:
         return ZeroShotResult(text=text, labels=[self.labels[i] for i in order],
                               scores=[float(scores[i]) for i in order], truncated=truncated)
 
-    def _encode(self, window: list, strings: list[str]) -> list:
-        """Every (text, hypothesis) pair of the window, the text truncated first (never the hypothesis)."""
+    def _encode(self, window: list, strings: list[str]) -> tuple[list, list[bool]]:
+        """Every (text, hypothesis) pair of the window, the text truncated first (never the hypothesis); also
+        whether each text was cut."""
         premises = [self._premise(t) for t in strings]
         firsts = [p for p in premises for _ in self.hypotheses]
         seconds = [h for _ in premises for h in self.hypotheses]
@@ -210,14 +210,15 @@ class ZeroShotClassifier:
             backend.no_truncation()
         encodings = backend.encode_batch(list(zip(firsts, seconds)))
         n_labels = len(self.labels)
-        for i, item in enumerate(window):
+        truncated = [any(e.overflowing for e in encodings[i * n_labels:(i + 1) * n_labels]) for i in range(len(window))]
+        for item, cut in zip(window, truncated):
             self.stats.texts += 1
-            if any(e.overflowing for e in encodings[i * n_labels:(i + 1) * n_labels]):
+            if cut:
                 self.stats.truncated += 1
                 if self.stats.first_truncated is None:
                     self.stats.first_truncated = _where(item, self.stats.texts)
         self.stats.pairs += len(encodings)
-        return encodings
+        return encodings, truncated
 
     def _premise(self, text: str) -> str:
         """``text``, or a prefix of it whose tokens hold all that the pair can keep (a long line costs what a
