@@ -114,8 +114,9 @@ def check_model(resolved: ResolvedModel, *, multi_label: bool, n_candidates: int
     if entail is None:
         raise ModelFileError(
             f"{resolved.display_name}'s labels name no entailment class (id2label: {names}), so it cannot score "
-            "hypotheses", hint="zero-shot needs an NLI model (e.g. roberta-large-mnli); `bertcli classify` runs "
-                               "this one on its own labels")
+            "hypotheses",
+            hint="zero-shot needs an NLI model (e.g. FacebookAI/roberta-large-mnli); `bertcli classify` runs this one "
+                 "on its own labels")
     return entail, contradiction_id(resolved, entail)
 
 

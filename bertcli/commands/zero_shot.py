@@ -16,8 +16,8 @@ from bertcli.commands._common import DeviceOpt, FormatOpt, ModelOpt, QuietOpt, a
 from bertcli.inputs import iter_lines, require_nonempty
 
 EXAMPLES = examples(
-    'bertcli zero-shot -m roberta-large-mnli "The match went to penalties" --labels sports,politics,cooking',
-    'bertcli zero-shot -m roberta-large-mnli "I need this fixed today!" --labels urgent,phone,billing --multi-label',
+    'bertcli zero-shot -m FacebookAI/roberta-large-mnli "The match went to penalties" --labels sports,politics,cooking',
+    'bertcli zero-shot -m FacebookAI/roberta-large-mnli "I need this fixed today!" --labels urgent,phone,billing --multi-label',
     "bertcli zero-shot -m ./nli --labels positive,negative --template 'The review is {}.' --file reviews.txt -f jsonl",
 )
 
