@@ -215,3 +215,16 @@ def test_pair_token_types_follow_transformers_tokenizer(tiny_head, tmp_path):
     config = json.loads((folder / "tokenizer_config.json").read_text())
     (folder / "tokenizer_config.json").write_text(json.dumps({**config, "model_input_names": ["input_ids", "attention_mask"]}))
     assert types(folder) is False
+
+
+def test_a_long_text_is_tokenized_from_a_prefix(tiny_head):
+    """Memory stays bounded by the batch: a text far over the limit is encoded from a prefix (whose kept tokens
+    are the whole text's: the pipeline equality above holds for LONG), not whole, once per label."""
+    from bertcli.zeroshot import load_zero_shot
+
+    zs = load_zero_shot(resolve_model(str(nli_model(tiny_head, "bert"))), ["a", "b"], max_length=32)
+    prefix = zs._premise(LONG)
+    assert LONG.startswith(prefix) and len(prefix) < len(LONG) // 2
+    assert zs._premise("short text") == "short text"
+    [result] = zs.classify([LONG])
+    assert result.truncated and zs.stats.truncated == 1 and zs.stats.pairs == 2
