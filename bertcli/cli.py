@@ -100,6 +100,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("detect", "detect", "detect"),
     ("nsp", "nsp", "nsp"),
     ("sop", "sop", "sop"),
+    ("zero-shot", "zero_shot", "zero_shot"),
     ("attention", "attention", "attention"),
 ]
 

@@ -83,8 +83,9 @@ def architectures(resolved: ResolvedModel) -> list[str]:
     return list(resolved.config.get("architectures") or [])
 
 
-def check_head(resolved: ResolvedModel, head: str) -> None:
-    """Refuse early (before loading weights) when the config says the head is not there."""
+def check_head(resolved: ResolvedModel, head: str, *, command: str | None = None) -> None:
+    """Refuse early (before loading weights) when the config says the head is not there (``command``: the command
+    that asked, when it is not the head's own, e.g. zero-shot for ``seqcls``)."""
     if head == "base":
         return
     if head in PAIR_HEAD_TYPES:
@@ -99,11 +100,13 @@ def check_head(resolved: ResolvedModel, head: str) -> None:
     else:
         ok = any(a.endswith(HEAD_SUFFIXES[head]) for a in archs)
     if not ok:
-        raise missing_head_error(resolved, head, archs)
+        raise missing_head_error(resolved, head, archs, command=command)
 
 
-def missing_head_error(resolved: ResolvedModel, head: str, archs: list[str]) -> ModelFileError:
-    _, what, command = HEADS[head]
+def missing_head_error(resolved: ResolvedModel, head: str, archs: list[str], *,
+                       command: str | None = None) -> ModelFileError:
+    _, what, own = HEADS[head]
+    command = command or own
     fits = [c for c in suggest_commands(resolved, archs) if c != command]  # never suggest what just failed
     hint = f"this model fits: {', '.join('bertcli ' + c for c in fits)}" if fits else None
     if head in PAIR_HEAD_EXAMPLES:

@@ -36,7 +36,10 @@ from bertcli.weights import (
 )
 
 #: commands inspect reports on, in display order
-COMMANDS = ("tokenize", "embed", "fill-mask", "qa", "detect")
+COMMANDS = ("tokenize", "embed", "fill-mask", "qa", "detect", "classify", "tag", "rerank", "zero-shot")
+
+#: commands that run a head other than their own (`bertcli.heads.HEADS` names each head's own command)
+SHARED_HEAD_COMMANDS = {"rerank": "seqcls", "zero-shot": "seqcls"}
 
 #: model types bertcli's runner loads (count_parameters knows them too)
 RUNNABLE_TYPES = ("bert", "albert", "electra", *ROBERTA_TYPES, "distilbert", *DEBERTA_TYPES, *MODERNBERT_TYPES)
@@ -62,8 +65,14 @@ DEFAULT_SPECIALS["spm.model"] = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pa
 INSTALL_SENTENCEPIECE = "pip install sentencepiece protobuf"  # core dependencies; only a broken install lacks them
 
 #: what each weight-derived head looks like in the tensor groups
-_HEAD_MODULES = {"mlm": "head: masked LM", "qa": "head: question answering", "rtd": "head: replaced token detection"}
-_HEAD_TENSOR_HINT = {"qa": "qa_outputs.*", "rtd": "discriminator_predictions.*"}
+_HEAD_MODULES = {"mlm": "head: masked LM", "qa": "head: question answering", "rtd": "head: replaced token detection",
+                 "seqcls": "head: classifier", "tokcls": "head: classifier"}
+_HEAD_TENSOR_HINT = {"qa": "qa_outputs.*", "rtd": "discriminator_predictions.*", "seqcls": "classifier.*",
+                     "tokcls": "classifier.*"}
+#: each head as capability reasons name it
+_HEAD_WHAT = {"mlm": "masked-LM head", "qa": "question-answering head",
+              "rtd": "replaced-token-detection head (ELECTRA discriminator)",
+              "seqcls": "sequence-classification head", "tokcls": "token-classification head"}
 _MLM_TENSORS = {"bert": "cls.predictions.*", **dict.fromkeys(ROBERTA_TYPES, "lm_head.*"), "albert": "predictions.*",
                 "electra": "generator_predictions.*", "distilbert": "vocab_projector.*", "modernbert": "decoder.*",
                 **dict.fromkeys(DEBERTA_TYPES, "cls.predictions.* or lm_predictions.*")}
@@ -459,7 +468,7 @@ def _capabilities(ins: Inspection) -> list[Capability]:
     r = ins.resolved
     caps = [_tokenize_capability(ins)]
     model_cmds = [c for c in COMMANDS if c != "tokenize"]
-    head_of = {HEADS[h][2]: h for h in HEADS}  # command → head
+    head_of = {**{HEADS[h][2]: h for h in HEADS}, **SHARED_HEAD_COMMANDS}  # command → head
     if not r.has_config:
         return caps + [Capability(c, False, "no config.json: this is a tokenizer only") for c in model_cmds]
     if (ins.model_type or "").lower() not in RUNNABLE_TYPES:
@@ -483,6 +492,7 @@ def _capabilities(ins: Inspection) -> list[Capability]:
             caps.append(_capability_from_config(ins, command, head, declared))
         else:
             caps.append(_capability_from_weights(ins, command, head, modules, declared))
+        caps[-1] = _label_condition(r, caps[-1])
     if not any(f.format == "safetensors" for f in ins.weight_files):
         # The runner loads safetensors only (pickle can run code): say what the weights hold, and that they must
         # be converted before any model command runs them.
@@ -498,6 +508,29 @@ def _rtd_refusal(ins: Inspection, modules: set[str]) -> str:
         return ("the weights hold a replaced-token-detection head (mask_predictions.*, DeBERTa-v3's discriminator) "
                 "that no transformers class loads; detect runs ELECTRA discriminators")
     return "replaced-token detection needs an ELECTRA discriminator"
+
+
+def _label_condition(resolved: ResolvedModel, cap: Capability) -> Capability:
+    """rerank needs a one-label classifier (a cross-encoder), zero-shot one whose id2label names entailment."""
+    from bertcli.heads import entailment_id, num_labels
+
+    if not cap.available or cap.command not in ("classify", "tag", *SHARED_HEAD_COMMANDS):
+        return cap
+    n = num_labels(resolved)
+    id2label = resolved.config.get("id2label")
+    names = ", ".join(str(v) for v in id2label.values()) if isinstance(id2label, dict) and id2label else "none named"
+    if cap.command in ("classify", "tag"):
+        return Capability(cap.command, True, f"{cap.reason}; labels: {names}")
+    if cap.command == "rerank" and n != 1:
+        return Capability("rerank", False, f"a cross-encoder has one label; this classifier has {n} ({names}): "
+                                           "use classify")
+    entail = entailment_id(resolved)
+    if cap.command == "zero-shot" and entail is None:
+        return Capability("zero-shot", False, f"id2label names no entailment class ({names}): zero-shot needs an "
+                                              "NLI model")
+    if cap.command == "zero-shot":
+        return Capability("zero-shot", True, f"an NLI classifier: entailment is label {entail} of {n} ({names})")
+    return Capability("rerank", True, "a one-label sequence classifier: a cross-encoder's score per pair")
 
 
 def _tokenize_capability(ins: Inspection) -> Capability:
@@ -535,11 +568,12 @@ def _capability_from_weights(ins: Inspection, command: str, head: str, modules: 
         return Capability(command, True, f"encoder weights: embeddings + {layers} stored layer(s), {pooler}")
     in_weights = _HEAD_MODULES[head] in modules or (  # ModernBERT's QA head is named classifier
         head == "qa" and ins.model_type in MODERNBERT_TYPES and "head: classifier" in modules)
-    what = {"mlm": "masked-LM head", "qa": "question-answering head",
-            "rtd": "replaced-token-detection head (ELECTRA discriminator)"}[head]
+    what = _HEAD_WHAT[head]
     if in_weights and declared:
         extra = " (generator)" if head == "mlm" and ins.model_type == "electra" else ""
         return Capability(command, True, f"{what}{extra} in the weights; architectures: {archs}")
+    if in_weights and head in ("seqcls", "tokcls"):  # one classifier.* group: the declared class says which it is
+        return Capability(command, False, _short_refusal(ins, head))
     if in_weights:
         return Capability(command, False, f"the weights hold a {what} but config.json's architectures ({archs}) "
                                           "do not declare it, and bertcli follows the config")
@@ -557,6 +591,5 @@ def _capability_from_weights(ins: Inspection, command: str, head: str, modules: 
 
 
 def _short_refusal(ins: Inspection, head: str) -> str:
-    what = {"mlm": "masked-LM head", "qa": "question-answering head",
-            "rtd": "replaced-token-detection head (ELECTRA discriminator)"}[head]
+    what = _HEAD_WHAT[head]
     return f"config.json declares {', '.join(ins.architectures)}, which has no {what}"

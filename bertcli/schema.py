@@ -149,6 +149,8 @@ SCHEMAS: dict[str, Schema] = {s.command: s for s in [
     }, "docs/detect.md"),
     Schema("nsp", "stream", _PAIR, "docs/nsp.md"),
     Schema("sop", "stream", _PAIR, "docs/nsp.md"),
+    Schema("zero-shot", "stream", {"line": "int", "text": "str", "labels": ["str"], "scores": ["float"]},
+           "docs/zero-shot.md"),
     Schema("attention", "report", {**_ATTENTION_HEADER, "attention": [["float"]]}, "docs/attention.md"),
     Schema("attention --top", "report",
            {**_ATTENTION_HEADER, "top": [[{"position": "int", "token": "str", "weight": "float"}]]},

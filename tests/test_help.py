@@ -59,8 +59,8 @@ COMMAND_HELP = _click_commands()
 
 
 def test_all_commands_are_covered():
-    assert len(COMMANDS) >= 16  # other branches add more: the integrator sets the final count
-    assert {"nsp", "sop", "detect", "mask"} <= {name for name, _, _ in COMMANDS}
+    assert len(COMMANDS) == 17
+    assert {"nsp", "sop", "zero-shot", "detect", "mask"} <= {name for name, _, _ in COMMANDS}
     assert {"cache ls", "cache rm", "cache verify"} <= set(COMMAND_HELP)
 
 

@@ -145,6 +145,13 @@ def test_nsp_sop(models, tiny_head):
     _check("sop", _run_inprocess, ["sop", "It rained.", "word " * 300, "-m", albert_pt, "--swap"])
 
 
+def test_zero_shot(tiny_head):
+    nli = tiny_head("bert", "ForSequenceClassification", id2label={0: "contradiction", 1: "neutral", 2: "entailment"})
+    recs = _check("zero-shot", _run_inprocess, ["zero-shot", "a cake", "the match", "-m", nli, "--labels", "food,sport"])
+    assert [r["line"] for r in recs] == [1, 2] and sorted(recs[0]["labels"]) == ["food", "sport"]
+    _check("zero-shot", _run_inprocess, ["zero-shot", "a cake", "-m", nli, "--labels", "food,sport", "--multi-label"])
+
+
 def test_download_and_cache(run_cli, fake_hub, tiny_models, tmp_path):  # noqa: F811 - fixture
     publish(fake_hub, "org/tiny-bert", tiny_models["bert_fast"])
     env = fake_hub.env(tmp_path / "hub")
