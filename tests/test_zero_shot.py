@@ -210,7 +210,7 @@ def test_pair_token_types_follow_transformers_tokenizer(tiny_head, tmp_path):
         resolved = resolve_model(str(folder))
         return pair_token_types(resolved, load_tokenizer(resolved), SimpleNamespace(accepts_token_types=True))
 
-    assert [types(nli_model(tiny_head, f)) for f in HEAD_FAMILIES] == [True, False, False, True]
+    assert [types(nli_model(tiny_head, f)) for f in ("bert", "albert", "roberta", "electra")] == [True, False, False, True]
     folder = shutil.copytree(nli_model(tiny_head, "bert"), tmp_path / "m")
     config = json.loads((folder / "tokenizer_config.json").read_text())
     (folder / "tokenizer_config.json").write_text(json.dumps({**config, "model_input_names": ["input_ids", "attention_mask"]}))
