@@ -162,9 +162,8 @@ class Detector:
 
     def detect(self, text: str, replacements: Sequence[tuple[int | str, str]] = ()) -> DetectResult:
         """Swap the given words (if any), then score every token of the text."""
-        import torch
-
         from bertcli.runner import batch_inputs
+        from bertcli.scores import sigmoid
 
         original = None
         done: list[Replacement] = []
@@ -172,10 +171,8 @@ class Detector:
             original = text
             text, done = apply_replacements(self.tok, text, replacements)
         enc, truncated = self.tok.encode_capped(text, self.max_length)
-        logits = torch.from_numpy(self.loaded.run(*batch_inputs([enc], self.tok)).logits["logits"][0])
-        with torch.inference_mode():
-            probs = torch.sigmoid(logits)
-        logit_list, prob_list = logits.cpu().tolist(), probs.cpu().tolist()
+        logits = self.loaded.run(*batch_inputs([enc], self.tok)).logits["logits"][0]
+        logit_list, prob_list = logits.tolist(), sigmoid(logits).tolist()
         tokens = []
         for i, (token, tid) in enumerate(zip(enc.tokens, enc.ids)):
             start, end = enc.offsets[i]
@@ -189,7 +186,7 @@ class Detector:
                             truncated=truncated)
 
 
-def load_detector(resolved: ResolvedModel, *, device: str = "cpu") -> Detector:
+def load_detector(resolved: ResolvedModel, *, device: str = "cpu", backend: str = "auto") -> Detector:
     """The ELECTRA discriminator's head and tokenizer; any other model is refused, naming the command that fits."""
     from bertcli.backends import load_backend
     from bertcli.heads import architectures, missing_head_error
@@ -198,7 +195,7 @@ def load_detector(resolved: ResolvedModel, *, device: str = "cpu") -> Detector:
     if resolved.has_config and resolved.config.get("model_type") != "electra":
         raise missing_head_error(resolved, "rtd", architectures(resolved))
     tok = load_tokenizer(resolved)
-    loaded = load_backend(resolved, "rtd", device=device, tokenizer=tok)
+    loaded = load_backend(resolved, "rtd", backend=backend, device=device, tokenizer=tok)
     return Detector(loaded, tok)
 
 

@@ -20,6 +20,16 @@ HEADS: dict[str, tuple[str, str, str]] = {
     "tokcls": ("AutoModelForTokenClassification", "token-classification head", "tag"),
 }
 
+#: the outputs each head's model returns, by name, for both backends (the base head's hidden states are read
+#: separately); a head's logits have the batch first, then (for per-token heads) the sequence
+HEAD_LOGITS: dict[str, tuple[str, ...]] = {
+    "mlm": ("logits",),
+    "qa": ("start_logits", "end_logits"),
+    "rtd": ("logits",),
+    "seqcls": ("logits",),
+    "tokcls": ("logits",),
+}
+
 #: architecture-name suffixes that carry each head
 HEAD_SUFFIXES: dict[str, tuple[str, ...]] = {
     "mlm": ("ForMaskedLM", "ForPreTraining"),

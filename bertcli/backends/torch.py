@@ -17,16 +17,7 @@ from typing import Any
 import numpy as np
 
 from bertcli.backends import BackendOutput, ConfigFacts
-
-#: what each head's model returns, by output name (the base head's outputs are read separately)
-HEAD_LOGITS: dict[str, tuple[str, ...]] = {
-    "mlm": ("logits",),
-    "qa": ("start_logits", "end_logits"),
-    "rtd": ("logits",),
-    "seqcls": ("logits",),
-    "tokcls": ("logits",),
-}
-
+from bertcli.heads import HEAD_LOGITS
 
 @dataclass
 class TorchBackend(ConfigFacts):

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from bertcli import output
+from bertcli.backends import DEFAULT_BACKEND
+from bertcli.commands._choices import BackendOption
 from bertcli.commands._common import DeviceOpt, FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
 from bertcli.errors import UsageError
 from bertcli.inputs import iter_lines, require_nonempty
@@ -28,6 +30,7 @@ def detect(
     replace: Annotated[list[str] | None, typer.Option("--replace", "-r", metavar="POS|OLD=WORD", help="Swap a word for WORD first: word number POS (1-based, as the tokenizer splits words: punctuation counts) or the word OLD itself (its first occurrence); repeatable; one TEXT only.")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
     device: DeviceOpt = "auto",
+    backend: BackendOption = DEFAULT_BACKEND,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -50,7 +53,7 @@ def detect(
         if len(lines) != 1:
             raise UsageError("--replace goes with exactly one TEXT (word positions differ from text to text)")
     with output.loading(resolved.display_name):
-        detector = load_detector(resolved, device=device)
+        detector = load_detector(resolved, device=device, backend=backend)
 
     def records():
         for n, line in enumerate(lines, start=1):
