@@ -52,7 +52,7 @@ from bertcli.backends import BackendOutput, ConfigFacts, default_threads
 from bertcli.errors import MissingDependencyError, ModelFileError, OutputError, UsageError
 from bertcli.heads import HEAD_LOGITS, HEADS
 
-INSTALL_HINT = "pip install 'bertcli[onnx]'"
+INSTALL_HINT = "pip install onnxruntime onnx (dependencies of bertcli: reinstalling bertcli brings them back)"
 EXPORT_FORMAT = 3  # bump when the exported graph's layout changes: old exports are then not reused
 OPSET = 17  # LayerNormalization is a single op from 17 on
 #: attention implementation traced into the graph (plain MatMul/Softmax ops)
