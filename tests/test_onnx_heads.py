@@ -264,3 +264,14 @@ def test_warm_commands_import_neither_torch_nor_transformers(tiny_models, tiny_b
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report == {"codes": [0, 0, 0, 0], "heavy": []}, proc.stderr
     assert "exporting" not in proc.stderr and out.is_file()
+
+
+def test_onnxruntime_and_onnx_are_core_dependencies():
+    """Item 3 of issue 17: the default runtime is installed with bertcli; `bertcli[onnx]` still resolves."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    core = {re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
+    assert {"onnxruntime", "onnx"} <= core
+    assert project["optional-dependencies"]["onnx"] == []

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ContextManager, Protocol
 
-from bertcli.errors import UsageError
+from bertcli.errors import ModelFileError, OutputError, UsageError
 
 if TYPE_CHECKING:  # numpy is not imported here: option declarations read BACKENDS at start-up
     import numpy as np
@@ -113,7 +113,11 @@ def choose_backend(resolved: Any, head: str = "base", *, backend: str = DEFAULT_
     from bertcli.backends import onnx
 
     wanted = [(head, None)] + [("base", feature) for feature in features]
-    return BackendChoice("onnx", missing=tuple(v for v in wanted if not onnx.is_exported(resolved, *v)))
+    try:
+        missing = tuple(v for v in wanted if not onnx.is_exported(resolved, *v))
+    except ModelFileError:  # config.json unreadable: loading says what is wrong, in the same words as torch
+        missing = tuple(wanted)
+    return BackendChoice("onnx", missing=missing)
 
 
 def _onnx_cannot_serve(resolved: Any, head: str, *, device: str | None, compute: str,
@@ -282,8 +286,8 @@ def load_backend(
             from bertcli.backends.onnx import ExportError
 
             explicit = (backend or DEFAULT_BACKEND).lower() == "onnx" or quantize is not None
-            if explicit or not isinstance(exc, ExportError):
-                raise
+            if explicit or not isinstance(exc, (ExportError, OutputError)):  # a cache that cannot be written
+                raise                                                        # is no reason to fail under auto
             NOTES.debug(f"running torch: the ONNX export failed ({exc})")
     elif choice.reason:
         NOTES.debug(f"running torch: {choice.reason}")
@@ -301,18 +305,21 @@ def _load_onnx(resolved: Any, head: str, choice: BackendChoice, *, tokenizer: An
     announcement of an export this run makes."""
     from bertcli.backends import onnx
     from bertcli.heads import HEADS, check_head
-    from bertcli.modelfiles import check_model, check_vocab_fits
+    from bertcli.modelfiles import check_vocab_fits
 
-    if resolved.has_config:
-        check_head(resolved, head)
-    if tokenizer is not None:
-        check_vocab_fits(tokenizer, resolved)
-    if choice.missing:
-        check_model(resolved)  # corrupt model files fail in one line, before "exporting …" is announced
+    if choice.missing:  # what torch checks before loading fails here, in its words, before "exporting …" is said
+        from bertcli.runner import preflight
+
+        preflight(resolved, head, tokenizer=tokenizer)
         folder = onnx.export_dir(resolved, *choice.missing[0])
         what = "" if head == "base" else f"'s {HEADS[head][1]}"
         NOTES.info(f"exporting {resolved.display_name}{what} to ONNX once (cached in {folder})")
-    elif quantize and not (onnx.export_dir(resolved, head) / onnx.QUANTIZED_FILES[quantize]).is_file():
-        NOTES.info(f"quantizing the ONNX export to {quantize} once (cached in {onnx.export_dir(resolved, head)})")
+    else:
+        if resolved.has_config:
+            check_head(resolved, head)
+        if tokenizer is not None:
+            check_vocab_fits(tokenizer, resolved)
+        if quantize and not (onnx.export_dir(resolved, head) / onnx.QUANTIZED_FILES[quantize]).is_file():
+            NOTES.info(f"quantizing the ONNX export to {quantize} once (cached in {onnx.export_dir(resolved, head)})")
     return onnx.OnnxBackend.load(resolved, head, features=features, quantize=quantize, threads=threads,
                                  workers=workers)
