@@ -301,25 +301,20 @@ def load_backend(
 
 def _load_onnx(resolved: Any, head: str, choice: BackendChoice, *, tokenizer: Any, threads: int | None,
                workers: int, quantize: str | None, features: tuple[str, ...]) -> Backend:
-    """The ONNX backend, after the checks torch's loader makes (head, model files, vocabulary) and the
-    announcement of an export this run makes."""
+    """The ONNX backend, after the checks torch's loader makes (head, model files, vocabulary); an export this
+    run makes is announced by `bertcli.backends.onnx` once the model has loaded."""
     from bertcli.backends import onnx
-    from bertcli.heads import HEADS, check_head
+    from bertcli.heads import check_head
     from bertcli.modelfiles import check_vocab_fits
 
-    if choice.missing:  # what torch checks before loading fails here, in its words, before "exporting …" is said
+    if choice.missing:  # what torch checks before loading fails here, in its words
         from bertcli.runner import preflight
 
         preflight(resolved, head, tokenizer=tokenizer)
-        folder = onnx.export_dir(resolved, *choice.missing[0])
-        what = "" if head == "base" else f"'s {HEADS[head][1]}"
-        NOTES.info(f"exporting {resolved.display_name}{what} to ONNX once (cached in {folder})")
     else:
         if resolved.has_config:
             check_head(resolved, head)
         if tokenizer is not None:
             check_vocab_fits(tokenizer, resolved)
-        if quantize and not (onnx.export_dir(resolved, head) / onnx.QUANTIZED_FILES[quantize]).is_file():
-            NOTES.info(f"quantizing the ONNX export to {quantize} once (cached in {onnx.export_dir(resolved, head)})")
     return onnx.OnnxBackend.load(resolved, head, features=features, quantize=quantize, threads=threads,
                                  workers=workers)

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.backends import BackendOutput, ConfigFacts, default_threads
+from bertcli.backends import NOTES, BackendOutput, ConfigFacts, default_threads
 from bertcli.errors import MissingDependencyError, ModelFileError, OutputError, UsageError
 from bertcli.heads import HEAD_LOGITS, HEADS
 
@@ -240,6 +240,7 @@ def ensure_export(resolved: Any, head: str = "base", *, feature: str | None = No
     if quantize is not None:
         qpath = folder / QUANTIZED_FILES[quantize]
         if not qpath.is_file():
+            NOTES.info(f"quantizing the ONNX export to {quantize} once (cached in {folder})")
             _quantize(path, qpath)
             created = True
         path = qpath
@@ -277,8 +278,11 @@ def _export_into_cache(resolved: Any, folder: Path, *, head: str, feature: str |
             f"cannot write the ONNX export into bertcli's cache {folder.parent}: {describe(exc, with_file=False)}",
             hint="set BERTCLI_CACHE to a writable folder",
         ) from exc
+    what = "" if head == "base" else f"'s {HEADS[head][1]}"
+    announce = f"exporting {resolved.display_name}{what} to ONNX once (cached in {folder})"
     try:
-        meta = export_model(resolved, tmp / MODEL_FILE, head, feature=feature, allow_pickle=allow_pickle)
+        meta = export_model(resolved, tmp / MODEL_FILE, head, feature=feature, allow_pickle=allow_pickle,
+                            announce=announce)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         try:
             os.replace(tmp, folder)
@@ -384,9 +388,10 @@ def _model_outputs(out: Any, head: str, feature: str | None, names: list[str]) -
 
 
 def export_model(resolved: Any, dest: Path, head: str = "base", *, feature: str | None = None,
-                 allow_pickle: bool = False) -> dict[str, Any]:
+                 allow_pickle: bool = False, announce: str | None = None) -> dict[str, Any]:
     """Export ``resolved`` with ``head`` (and ``feature``) to the file ``dest``; returns the metadata to keep
-    beside it.
+    beside it. ``announce`` goes to `bertcli.backends.NOTES` once the model has loaded (a model that cannot
+    load says only its error).
 
     A model that cannot load raises what `bertcli.runner.load_model` raises (torch would fail the same way);
     one that cannot be exported, or whose graph disagrees with torch, raises `ExportError` naming the
@@ -400,6 +405,8 @@ def export_model(resolved: Any, dest: Path, head: str = "base", *, feature: str 
                         attn_implementation=ATTN_IMPLEMENTATION)
     import torch
 
+    if announce:
+        NOTES.info(announce)
     model = loaded.model
     config = model.config
     arch = f"{type(model).__name__} (model_type {getattr(config, 'model_type', '?')})"
