@@ -112,12 +112,18 @@ def choose_backend(resolved: Any, head: str = "base", *, backend: str = DEFAULT_
     check_runnable("onnx", device=device, compute=compute)
     from bertcli.backends import onnx
 
-    wanted = [(head, None)] + [("base", feature) for feature in features]
+    wanted = _variants(head, features)
     try:
         missing = tuple(v for v in wanted if not onnx.is_exported(resolved, *v))
     except ModelFileError:  # config.json unreadable: loading says what is wrong, in the same words as torch
         missing = tuple(wanted)
     return BackendChoice("onnx", missing=missing)
+
+
+def _variants(head: str, features: tuple[str, ...]) -> list[tuple[str, str | None]]:
+    """The exports (head, feature) a run needs: the base variants asked for (each holds the plain encoder's
+    outputs too), else the head's own."""
+    return [("base", feature) for feature in features] if features and head == "base" else [(head, None)]
 
 
 def _onnx_cannot_serve(resolved: Any, head: str, *, device: str | None, compute: str,
@@ -138,7 +144,7 @@ def _onnx_cannot_serve(resolved: Any, head: str, *, device: str | None, compute:
         return "the model has no config.json"
     from bertcli.backends import onnx
 
-    for variant in [(head, None)] + [("base", feature) for feature in features]:
+    for variant in _variants(head, features):
         failed = onnx.remembered_failure(resolved, *variant)
         if failed is not None:
             return f"its ONNX export failed before ({failed})"

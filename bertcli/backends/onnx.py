@@ -278,7 +278,8 @@ def _export_into_cache(resolved: Any, folder: Path, *, head: str, feature: str |
             f"cannot write the ONNX export into bertcli's cache {folder.parent}: {describe(exc, with_file=False)}",
             hint="set BERTCLI_CACHE to a writable folder",
         ) from exc
-    what = "" if head == "base" else f"'s {HEADS[head][1]}"
+    what = f"'s {HEADS[head][1]}" if head != "base" else {None: "", "hidden_states": " (every layer's output)",
+                                                            "attentions": " (with attention weights)"}[feature]
     announce = f"exporting {resolved.display_name}{what} to ONNX once (cached in {folder})"
     try:
         meta = export_model(resolved, tmp / MODEL_FILE, head, feature=feature, allow_pickle=allow_pickle,
@@ -721,11 +722,13 @@ class OnnxBackend(ConfigFacts):
         if head != "base" and quantize is not None:
             raise UsageError("--quantize int8 applies to the encoder (embed) only")
         options = {"quantize": quantize, "threads": threads, "workers": workers, "allow_pickle": allow_pickle}
-        encoder = load_encoder(resolved, head, **options)
+        main = features[0] if features and head == "base" else None  # a variant holds the plain outputs too
+        encoder = load_encoder(resolved, head, feature=main, **options)
         meta = encoder.export.meta
         config = SimpleNamespace(**{**resolved.config, "hidden_size": meta["hidden_size"],
                                     "num_hidden_layers": meta["num_layers"]})
-        backend = cls(encoder=encoder, resolved=resolved, config=config, head=head, options=options)
+        backend = cls(encoder=encoder, resolved=resolved, config=config, head=head, options=options,
+                      variants={main: encoder} if main else {})
         for feature in features:
             backend.variant(feature)
         return backend
