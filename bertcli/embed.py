@@ -229,7 +229,7 @@ class Embedder:
                           else ": its checkpoint holds no pooler weights, so the pooler would be random")
                 raise ModelFileError(
                     f"--pooling pooler: {self.model.resolved.display_name} has no trained pooler "
-                    f"({self.model.architecture}{detail})",
+                    f"({self.model.architecture.split(' via ')[0]}{detail})",  # the class, whichever backend
                     hint="use --pooling cls, mean or max",
                 )
         config = self.model.config

@@ -210,7 +210,7 @@ def test_embedder_onnx_refusals(tiny_models):
     from bertcli.embed import load_embedder
 
     resolved = resolve_model(str(tiny_models["electra"]))
-    with pytest.raises(ModelFileError, match=r"no trained pooler \(ElectraModel via ONNX has no pooler layer\)"):
+    with pytest.raises(ModelFileError, match=r"no trained pooler \(ElectraModel has no pooler layer\)"):
         load_embedder(resolved, pooling="pooler", backend="onnx")
     layered = load_embedder(resolved, layer=1, backend="onnx")  # --layer reads the hidden-states export
     want = load_embedder(resolved, layer=1, backend="torch").embed_array(TEXTS)
