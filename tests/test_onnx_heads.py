@@ -275,3 +275,18 @@ def test_onnxruntime_and_onnx_are_core_dependencies():
     core = {re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
     assert {"onnxruntime", "onnx"} <= core
     assert project["optional-dependencies"]["onnx"] == []
+
+
+def test_big_batches_run_in_slices_with_the_same_answers(tiny_models, monkeypatch):
+    """A batch over RUN_TOKENS runs a few rows at a time (bounded attention memory): same outputs, same order."""
+    folder = tiny_models["bert"]
+    resolved = resolve_model(str(folder))
+    mlm, base = load_backend(resolved, "mlm", backend="onnx"), load_backend(resolved, "base", backend="onnx")
+    ids, mask, types = _batch(folder)
+    positions = ([2, 0, 1, 2], [5, 1, 0, 2])  # not in row order: put back as given
+    whole = mlm.run(ids, mask, types, positions=positions).logits["logits"]
+    encoded = base.run(ids, mask, types)
+    monkeypatch.setattr(onnx_backend, "RUN_TOKENS", ids.shape[1])  # one row a run
+    np.testing.assert_allclose(mlm.run(ids, mask, types, positions=positions).logits["logits"], whole, atol=1e-5)
+    sliced = base.run(ids, mask, types)
+    np.testing.assert_allclose(sliced.hidden[mask.astype(bool)], encoded.hidden[mask.astype(bool)], atol=1e-5)

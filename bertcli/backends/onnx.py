@@ -66,6 +66,8 @@ VERIFY_TOLERANCE = 1e-3
 FEATURES = ("hidden_states", "attentions")
 #: heads whose logits are per token and vocabulary-wide: the graph takes ``positions`` and gathers before the head
 GATHER_HEADS = ("mlm",)
+#: the most tokens (rows × length) one ONNX Runtime run takes; bigger batches run in slices of rows
+RUN_TOKENS = 8192
 #: the suffix of the file that remembers a failed export beside where its folder would be
 FAILED_SUFFIX = ".failed.json"
 
@@ -768,6 +770,30 @@ class OnnxBackend(ConfigFacts):
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray | None = None, *,
             layer: int | None = None, attention_layer: int | None = None,
             positions: tuple[list[int], list[int]] | None = None) -> BackendOutput:
+        """One forward pass (see `bertcli.backends.Backend.run`); a batch of more than `RUN_TOKENS` tokens runs
+        in slices of rows, as the eager attention's (rows, heads, length, length) arrays would otherwise grow with
+        the whole batch (qa's 64 windows of 384 tokens). Rows are independent: the answers are the same."""
+        step = max(1, RUN_TOKENS // max(1, input_ids.shape[1]))
+        if input_ids.shape[0] <= step:
+            return self._run(input_ids, attention_mask, token_type_ids, layer=layer,
+                             attention_layer=attention_layer, positions=positions)
+        parts, order = [], []
+        for a in range(0, input_ids.shape[0], step):
+            b, sub = a + step, None
+            if positions is not None:
+                keep = [i for i, row in enumerate(positions[0]) if a <= row < a + step]
+                if not keep:
+                    continue
+                order += keep
+                sub = ([positions[0][i] - a for i in keep], [positions[1][i] for i in keep])
+            parts.append(self._run(input_ids[a:b], attention_mask[a:b],
+                                   None if token_type_ids is None else token_type_ids[a:b], layer=layer,
+                                   attention_layer=attention_layer, positions=sub))
+        return _concatenate(parts, np.argsort(order) if positions is not None else None)
+
+    def _run(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray | None = None, *,
+             layer: int | None = None, attention_layer: int | None = None,
+             positions: tuple[list[int], list[int]] | None = None) -> BackendOutput:
         if self.head != "base":
             return BackendOutput(logits=self._logits(input_ids, attention_mask, token_type_ids, positions))
         inputs = (input_ids, attention_mask, token_type_ids)
@@ -805,3 +831,16 @@ class OnnxBackend(ConfigFacts):
             elif positions is not None and not encoder.gathers:
                 out[name] = value[list(positions[0]), list(positions[1])]
         return out
+
+
+def _concatenate(parts: list[BackendOutput], inverse: np.ndarray | None) -> BackendOutput:
+    """The outputs of row slices as one (``inverse``: the order of logits taken at positions, slice by slice)."""
+    def joined(values):
+        return np.concatenate(values) if values and values[0] is not None else None
+
+    out = BackendOutput(hidden=joined([p.hidden for p in parts]), pooled=joined([p.pooled for p in parts]),
+                        attentions=joined([p.attentions for p in parts]))
+    for name in parts[0].logits:
+        value = np.concatenate([p.logits[name] for p in parts])
+        out.logits[name] = value[inverse] if inverse is not None else value
+    return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Annotated
 
@@ -52,6 +52,9 @@ def detect(
         lines = list(islice(lines, 2))
         if len(lines) != 1:
             raise UsageError("--replace goes with exactly one TEXT (word positions differ from text to text)")
+    else:  # the first text is read before the model loads: input that cannot be decoded fails in a blink
+        first = list(islice(lines, 1))
+        lines = chain(first, lines)
     with output.loading(resolved.display_name):
         detector = load_detector(resolved, device=device, backend=backend)
 
