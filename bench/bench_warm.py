@@ -64,7 +64,7 @@ enc = tok(sys.argv[2], sys.argv[3], return_tensors="pt", return_offsets_mapping=
 offsets = enc.pop("offset_mapping")[0]
 with torch.inference_mode():
     out = model(**enc)
-context = torch.tensor(enc.sequence_ids(0)) == 1
+context = torch.tensor([s == 1 for s in enc.sequence_ids(0)])
 start = out.start_logits[0].masked_fill(~context, -1e9).argmax()
 end = start + out.end_logits[0, start:].masked_fill(~context[start:], -1e9)[:30].argmax()
 print(sys.argv[3][offsets[start][0]:offsets[end][1]])
