@@ -316,4 +316,4 @@ def test_bfloat16_compute_is_close_to_float32(minilm_dir):
     assert not np.array_equal(fast, exact)
     assert ((exact * fast).sum(1) >= 0.9999).all()
     with pytest.raises(UsageError, match="unknown --compute 'int8'"):
-        _with(minilm, compute="int8")
+        _with(torch_minilm, compute="int8")
