@@ -66,6 +66,9 @@ VERIFY_TOLERANCE = 1e-3
 FEATURES = ("hidden_states", "attentions")
 #: heads whose logits are per token and vocabulary-wide: the graph takes ``positions`` and gathers before the head
 GATHER_HEADS = ("mlm",)
+#: heads with one row of logits per text (batch, labels), not per token: nsp and sop are the heads other
+#: helpers add (next-sentence and sentence-order prediction)
+PER_TEXT_HEADS = ("seqcls", "nsp", "sop")
 #: the most tokens (rows × length) one ONNX Runtime run takes; bigger batches run in slices of rows (measured: qa
 #: over a 25,000-word context peaks 24 MB above a short one with 4,096, 49 MB with 8,192, 28 MB on torch)
 RUN_TOKENS = 4096
@@ -337,7 +340,7 @@ def _output_axes(name: str, head: str) -> dict[int, str]:
     """The dynamic axes of an output (batch, sequence, positions)."""
     if name.startswith("attentions."):
         return {0: "batch", 2: "sequence", 3: "sequence"}
-    if name == "pooler_output" or head == "seqcls":
+    if name == "pooler_output" or head in PER_TEXT_HEADS:
         return {0: "batch"}
     if head in GATHER_HEADS:
         return {0: "positions"}
