@@ -474,7 +474,14 @@ def export_model(resolved: Any, dest: Path, head: str = "base", *, feature: str 
             f"(max difference {diff:.3g} on real tokens)",
             hint="use --backend torch for this model",
         )
-    seconds = time.perf_counter() - started
+    return _export_meta(resolved, model, head=head, feature=feature, inputs=input_names, outputs=names,
+                        with_pooler=with_pooler, seconds=time.perf_counter() - started, diff=diff)
+
+
+def _export_meta(resolved: Any, model: Any, *, head: str, feature: str | None, inputs: list[str], outputs: list[str],
+                 with_pooler: bool, seconds: float, diff: float) -> dict[str, Any]:
+    """meta.json of an export: what it holds (head, inputs, outputs, sizes) and how it was made."""
+    config = model.config
     return {
         "format": EXPORT_FORMAT,
         "model": resolved.display_name,
@@ -485,12 +492,12 @@ def export_model(resolved: Any, dest: Path, head: str = "base", *, feature: str 
         "feature": feature,
         "architecture": type(model).__name__,
         "model_type": getattr(config, "model_type", None),
-        "inputs": input_names,
-        "outputs": names,
+        "inputs": inputs,
+        "outputs": outputs,
         "has_pooler": with_pooler,
         "pooler_layer": getattr(model, "pooler", None) is not None,
         "hidden_size": int(config.hidden_size),
-        "num_layers": num_layers,
+        "num_layers": int(config.num_hidden_layers),
         "opset": OPSET,
         "attn_implementation": ATTN_IMPLEMENTATION,
         "torch": _version("torch"),
