@@ -24,9 +24,9 @@ install: $(VENV)/.torch
 	$(PIP) install -e '.[demo]'
 	$(BIN)/python -m compileall -q bertcli
 
-# The tests also exercise the optional backends (ONNX, Ray, matplotlib), so they are installed here.
+# The tests also exercise the optional extras (Ray, matplotlib), so they are installed here (ONNX Runtime is core).
 install-test: $(VENV)/.torch
-	$(PIP) install -e '.[test,onnx,ray,plot]'
+	$(PIP) install -e '.[test,ray,plot]'
 	$(BIN)/python -m compileall -q bertcli
 
 demo: install

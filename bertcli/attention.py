@@ -155,8 +155,6 @@ class AttentionReader:
 
     def read(self, text: str, *, layer: int = -1, head: int | str = "mean") -> AttentionMap:
         """The attention of ``layer`` (one head, or the mean of all heads) over ``text``'s tokens."""
-        import torch
-
         from bertcli.runner import batch_inputs
 
         layer_index, head_index = self.check(layer, head)
@@ -164,21 +162,21 @@ class AttentionReader:
         attentions = self.loaded.run(*batch_inputs([enc], self.tok), attention_layer=layer_index).attentions
         if attentions is None:
             raise UsageError("this model did not return attention weights")
-        heads = torch.from_numpy(attentions[0])  # [heads, n, n]
-        with torch.inference_mode():
-            matrix = heads.mean(dim=0) if head_index is None else heads[head_index]
+        heads = attentions[0]  # [heads, n, n]
+        matrix = heads.mean(axis=0, dtype=np.float32) if head_index is None else heads[head_index]
         return AttentionMap(model=self.loaded.resolved.display_name, tokens=list(enc.tokens), layer=layer_index + 1,
                             head=head_index, num_layers=self.num_layers, num_heads=self.num_heads,
-                            matrix=matrix.cpu().numpy().astype(np.float32), truncated=truncated)
+                            matrix=np.asarray(matrix, dtype=np.float32), truncated=truncated)
 
 
-def load_attention_reader(resolved: ResolvedModel, *, device: str = "cpu") -> AttentionReader:
-    """Any model's encoder, loaded with eager attention so that the weights come back."""
+def load_attention_reader(resolved: ResolvedModel, *, device: str = "cpu", backend: str = "auto") -> AttentionReader:
+    """Any model's encoder, loaded so that the attention weights come back (torch: eager attention; ONNX: the
+    export with attention outputs)."""
     from bertcli.backends import load_backend
     from bertcli.tokenizer import load_tokenizer
 
     tok = load_tokenizer(resolved)
-    loaded = load_backend(resolved, "base", device=device, attn_implementation="eager", tokenizer=tok)
+    loaded = load_backend(resolved, "base", backend=backend, device=device, features=("attentions",), tokenizer=tok)
     return AttentionReader(loaded, tok)
 
 

@@ -178,16 +178,14 @@ class Detector:
         """The discriminator's verdict on ``ids`` (``enc``'s ids, some perhaps replaced), with ``enc``'s offsets
         and words; ``swapped`` marks the tokens known to be replaced."""
         import numpy as np
-        import torch
 
         from bertcli.runner import batch_inputs
+        from bertcli.scores import sigmoid
 
         inputs = batch_inputs([enc], self.tok)
         inputs[0][0, :] = np.asarray(ids, dtype=np.int64)
-        logits = torch.from_numpy(self.loaded.run(*inputs).logits["logits"][0])
-        with torch.inference_mode():
-            probs = torch.sigmoid(logits)
-        logit_list, prob_list = logits.cpu().tolist(), probs.cpu().tolist()
+        logits = self.loaded.run(*inputs).logits["logits"][0]
+        logit_list, prob_list = logits.tolist(), sigmoid(logits).tolist()
         tokens = []
         for i, (token, tid) in enumerate(zip(token_strings, ids)):
             start, end = enc.offsets[i]
@@ -313,7 +311,7 @@ def load_corrupter(discriminator: ResolvedModel, generator: ResolvedModel, *, de
     return Corrupter(detector, load_fill_masker(generator, device=device))
 
 
-def load_detector(resolved: ResolvedModel, *, device: str = "cpu") -> Detector:
+def load_detector(resolved: ResolvedModel, *, device: str = "cpu", backend: str = "auto") -> Detector:
     """The ELECTRA discriminator's head and tokenizer; any other model is refused, naming the command that fits."""
     from bertcli.backends import load_backend
     from bertcli.heads import architectures, missing_head_error
@@ -323,7 +321,7 @@ def load_detector(resolved: ResolvedModel, *, device: str = "cpu") -> Detector:
         _refuse_deberta_rtd(resolved)
         raise missing_head_error(resolved, "rtd", architectures(resolved))
     tok = load_tokenizer(resolved)
-    loaded = load_backend(resolved, "rtd", device=device, tokenizer=tok)
+    loaded = load_backend(resolved, "rtd", backend=backend, device=device, tokenizer=tok)
     return Detector(loaded, tok)
 
 

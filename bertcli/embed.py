@@ -229,7 +229,7 @@ class Embedder:
                           else ": its checkpoint holds no pooler weights, so the pooler would be random")
                 raise ModelFileError(
                     f"--pooling pooler: {self.model.resolved.display_name} has no trained pooler "
-                    f"({self.model.architecture}{detail})",
+                    f"({self.model.architecture.split(' via ')[0]}{detail})",  # the class, whichever backend
                     hint="use --pooling cls, mean or max",
                 )
         config = self.model.config
@@ -433,7 +433,7 @@ class EmbedOptions:
     window: int = DEFAULT_WINDOW
     sort: bool = True
     compute: str = "float32"  # bfloat16/float16: matmuls under torch.autocast (faster, cos ≥ 0.9999 to float32)
-    backend: str = "torch"
+    backend: str = "auto"  # auto | torch | onnx (bertcli.backends.choose_backend decides)
     quantize: str | None = None
     workers: int = 1
 
@@ -471,7 +471,8 @@ def load_embedder(resolved: Any, options: EmbedOptions | None = None, **override
     check_vocab_fits(tokenizer, resolved)
     max_length = _max_length_of(options, st, resolved, tokenizer)
     model = load_backend(resolved, "base", backend=options.backend, device=options.device, threads=options.threads,
-                         workers=options.workers, quantize=options.quantize)
+                         workers=options.workers, quantize=options.quantize, compute=options.compute,
+                         features=("hidden_states",) if options.layer is not None else ())
     return Embedder(
         model=model,
         tokenizer=tokenizer,
@@ -525,7 +526,7 @@ def _token_budget(options: EmbedOptions, model: Any) -> int:
     """--max-tokens, else the default budget of the backend and device."""
     if options.max_tokens is not None:
         return options.max_tokens
-    if options.backend == "onnx":
+    if model.name == "onnx":
         return ONNX_MAX_TOKENS
     return CPU_MAX_TOKENS if str(model.device).split(":")[0] == "cpu" else ACCELERATOR_MAX_TOKENS
 

@@ -120,8 +120,6 @@ class FillMasker:
         return results
 
     def _fill_batch(self, texts: list[str], names: list[str], top_k: int) -> list[FillMaskResult]:
-        import torch
-
         model_texts = [to_model_mask(t, self.mask_token) for t in texts]
         encs = self.tok.encode_batch(model_texts)
         mask_positions: list[list[int]] = []
@@ -137,11 +135,7 @@ class FillMasker:
         k = min(top_k, int(self.loaded.config.vocab_size))
         rows = [(b, p) for b, positions in enumerate(mask_positions) for p in positions]
         out = self.loaded.run(*batch_inputs(encs, self.tok), positions=([b for b, _ in rows], [p for _, p in rows]))
-        with torch.inference_mode():
-            probs = torch.from_numpy(out.logits["logits"]).softmax(dim=-1)
-            top = probs.topk(k, dim=-1)
-        scores = top.values.cpu().tolist()
-        ids = top.indices.cpu().tolist()
+        ids, scores = top_k_probabilities(out.logits["logits"], k)
         out: list[FillMaskResult] = []
         row = 0
         for text, model_text, enc, positions in zip(texts, model_texts, encs, mask_positions):
@@ -164,6 +158,23 @@ class FillMasker:
         return Filler(token=token, token_id=token_id, word=filler_word(token, decoded, self.tok.kind), score=score)
 
 
+def top_k_probabilities(logits, k: int) -> tuple[list[list[int]], list[list[float]]]:
+    """Per row of ``logits`` (n, vocabulary): the ``k`` most probable ids (highest first, ties: lower id first)
+    and their softmax probabilities, as lists."""
+    import numpy as np
+
+    from bertcli.scores import softmax
+
+    probs = softmax(logits, axis=-1)
+    k = min(k, probs.shape[-1])
+    part = np.argpartition(-probs, k - 1, axis=-1)[:, :k] if k < probs.shape[-1] else np.tile(
+        np.arange(probs.shape[-1]), (probs.shape[0], 1))
+    picked = np.take_along_axis(probs, part, axis=-1)
+    order = np.lexsort((part, -picked), axis=-1)
+    ids = np.take_along_axis(part, order, axis=-1)
+    return ids.tolist(), np.take_along_axis(picked, order, axis=-1).tolist()
+
+
 def _splice(text: str, masks: list[MaskFill]) -> str:
     """``text`` with each mask's character span replaced by its top-1 filler's word."""
     pieces, pos = [], 0
@@ -176,7 +187,8 @@ def _splice(text: str, masks: list[MaskFill]) -> str:
     return "".join(pieces)
 
 
-def load_fill_masker(resolved: ResolvedModel, *, device: str = "cpu", batch_size: int = DEFAULT_BATCH) -> FillMasker:
+def load_fill_masker(resolved: ResolvedModel, *, device: str = "cpu", batch_size: int = DEFAULT_BATCH,
+                     backend: str = "auto") -> FillMasker:
     """The model's masked-LM head and tokenizer (a model without one is refused, naming the command that fits)."""
     from bertcli.backends import load_backend
     from bertcli.heads import check_head
@@ -185,5 +197,5 @@ def load_fill_masker(resolved: ResolvedModel, *, device: str = "cpu", batch_size
     if resolved.has_config:
         check_head(resolved, "mlm")  # a missing head is refused before any tokenizer or weights are loaded
     tok = load_tokenizer(resolved)
-    loaded = load_backend(resolved, "mlm", device=device, tokenizer=tok)
+    loaded = load_backend(resolved, "mlm", backend=backend, device=device, tokenizer=tok)
     return FillMasker(loaded, tok, batch_size=batch_size)

@@ -22,6 +22,18 @@ HEADS: dict[str, tuple[str, str, str]] = {
     "sop": ("AutoModelForPreTraining", "sentence-order-prediction (SOP) head", "sop"),
 }
 
+#: the outputs each head's model returns, by name, for both backends (the base head's hidden states are read
+#: separately); a head's logits have the batch first, then (for per-token heads) the sequence
+HEAD_LOGITS: dict[str, tuple[str, ...]] = {
+    "mlm": ("logits",),
+    "qa": ("start_logits", "end_logits"),
+    "rtd": ("logits",),
+    "seqcls": ("logits",),
+    "tokcls": ("logits",),
+    "nsp": ("logits",),  # *ForNextSentencePrediction: the seq_relationship head's two logits (0 = B follows A)
+    "sop": ("sop_logits",),  # AlbertForPreTraining: the sop_classifier's two logits (0 = in original order)
+}
+
 #: architecture-name suffixes that carry each head
 HEAD_SUFFIXES: dict[str, tuple[str, ...]] = {
     "mlm": ("ForMaskedLM", "ForPreTraining"),

@@ -16,6 +16,7 @@ leaves a half file behind), a device, FIFO or ``-`` straight (docs/contract.md).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -177,6 +178,26 @@ def info(message: str) -> None:
 def warn(message: str) -> None:
     """A warning on stderr (shown even with ``-q``: warnings are about the data)."""
     _plain_stderr(f"warning: {message}")
+
+
+class _NotesHandler(logging.Handler):
+    """Shows the core's ``bertcli.notes`` records (`bertcli.backends.NOTES`: a one-off ONNX export) as `info`
+    lines, and its DEBUG records (why ``--backend auto`` ran torch) only under ``--debug``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.INFO or current().settings.debug:
+            info(record.getMessage())
+
+
+def _route_notes() -> None:
+    notes = logging.getLogger("bertcli.notes")
+    if not any(isinstance(h, _NotesHandler) for h in notes.handlers):
+        notes.addHandler(_NotesHandler())
+    notes.setLevel(logging.DEBUG)
+    notes.propagate = False
+
+
+_route_notes()
 
 
 def error(message: str) -> None:

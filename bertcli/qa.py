@@ -289,7 +289,8 @@ def _pad_id(tokenizer: Any, config: Any) -> int:
     return int(token_id) if token_id is not None else 0
 
 
-def load_answerer(resolved: Any, *, device: str = "auto", options: QAOptions | None = None) -> QuestionAnswerer:
+def load_answerer(resolved: Any, *, device: str = "auto", options: QAOptions | None = None,
+                  backend: str = "auto") -> QuestionAnswerer:
     """Load `resolved`'s QA head and tokenizer (ModelFileError naming `embed` when the model has no QA head).
 
     The head and the options are checked from config.json and the tokenizer first, before torch is loaded.
@@ -303,5 +304,5 @@ def load_answerer(resolved: Any, *, device: str = "auto", options: QAOptions | N
         check_head(resolved, "qa")
     tokenizer = load_tokenizer(resolved)
     check_options(tokenizer, resolved.config if resolved.has_config else {}, options)
-    loaded = load_backend(resolved, "qa", device=device, tokenizer=tokenizer)
+    loaded = load_backend(resolved, "qa", backend=backend, device=device, tokenizer=tokenizer)
     return QuestionAnswerer(loaded, tokenizer, options)

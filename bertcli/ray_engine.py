@@ -845,6 +845,7 @@ def _check_model(resolved: Any, settings: RaySettings, workers_per_node: int) ->
     effective = {"pooling": settings.pooling, "normalize": settings.normalize, "max_length": settings.max_length,
                  "workers_per_node": workers_per_node}
     embedder = load_embedder(resolved, settings.worker_options(effective, 1))
+    settings.backend = embedder.backend  # auto's choice, made once here: every worker runs the same backend
     effective.update(pooling=embedder.pooling, normalize=embedder.normalize, max_length=embedder.max_length)
     info = {"family": resolved.family, "layer_label": embedder.layer_label}
     dim = embedder.dim

@@ -103,24 +103,11 @@ def _deberta_original_mlm_head(resolved: ResolvedModel) -> bool:
                for t in read_safetensors(resolved.file(f)))
 
 
-def load_model(
-    resolved: ResolvedModel,
-    head: str = "base",
-    *,
-    device: str = "cpu",
-    dtype: str | None = None,
-    trust_remote_code: bool = False,
-    allow_pickle: bool = False,
-    attn_implementation: str | None = None,
-    tokenizer: Any = None,
-) -> LoadedModel:
-    """Load ``resolved`` with the given head, in eval mode on ``device``.
-
-    Before torch is imported, config.json's sizes and the safetensors headers are checked (`bertcli.modelfiles`):
-    a corrupt file, or a config whose layers or sizes the weights do not hold, is a `ModelFileError` naming the
-    file. With ``tokenizer``, its ids are checked against the model's vocabulary too.
-    """
-    from bertcli.modelfiles import check_model, check_vocab_fits, model_files
+def preflight(resolved: ResolvedModel, head: str = "base", *, allow_pickle: bool = False, tokenizer: Any = None) -> None:
+    """What is checked before torch is imported, whichever backend runs: config.json and a model_type, the head,
+    weights in safetensors (pickles only with ``allow_pickle``), the config's sizes against the safetensors
+    headers, and ``tokenizer``'s ids against the vocabulary; each failure a `ModelFileError` naming the file."""
+    from bertcli.modelfiles import check_model, check_vocab_fits
 
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}")
@@ -146,6 +133,29 @@ def load_model(
     check_model(resolved)
     if tokenizer is not None:
         check_vocab_fits(tokenizer, resolved)
+
+
+def load_model(
+    resolved: ResolvedModel,
+    head: str = "base",
+    *,
+    device: str = "cpu",
+    dtype: str | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    attn_implementation: str | None = None,
+    tokenizer: Any = None,
+) -> LoadedModel:
+    """Load ``resolved`` with the given head, in eval mode on ``device``.
+
+    Before torch is imported, config.json's sizes and the safetensors headers are checked (`bertcli.modelfiles`):
+    a corrupt file, or a config whose layers or sizes the weights do not hold, is a `ModelFileError` naming the
+    file. With ``tokenizer``, its ids are checked against the model's vocabulary too.
+    """
+    from bertcli.modelfiles import model_files
+
+    preflight(resolved, head, allow_pickle=allow_pickle, tokenizer=tokenizer)
+    weights = [f for f in resolved.files if f.endswith(".safetensors")]
     torch_device = pick_device(device)
     quiet_transformers()
     try:

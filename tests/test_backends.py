@@ -135,14 +135,14 @@ def test_torch_and_onnx_backends_agree(tiny_bert, tmp_path, monkeypatch):
     np.testing.assert_allclose(a.hidden[real], b.hidden[real], atol=1e-4)
     for vectors in (a, b):
         assert isinstance(vectors.hidden, np.ndarray) and vectors.logits == {}
-    with pytest.raises(UsageError, match="--layer needs --backend torch"):
-        onnx_backend.run(ids, mask, types, layer=1)
+    layer = torch_backend.run(ids, mask, types, layer=1), onnx_backend.run(ids, mask, types, layer=1)
+    np.testing.assert_allclose(layer[0].hidden[real], layer[1].hidden[real], atol=1e-4)  # the hidden-states export
 
 
 def test_torch_backend_layers_and_attention(tiny_bert):
     resolved = resolve_model(str(tiny_bert))
     _, (ids, mask, types) = _batch(tiny_bert)
-    backend = load_backend(resolved, "base", attn_implementation="eager")
+    backend = load_backend(resolved, "base", backend="torch", attn_implementation="eager")
     last = backend.run(ids, mask, types)
     also_last = backend.run(ids, mask, types, layer=backend.num_layers, attention_layer=0)
     np.testing.assert_array_equal(last.hidden, also_last.hidden)
@@ -154,7 +154,7 @@ def test_torch_backend_layers_and_attention(tiny_bert):
 def test_head_logits_at_positions(tiny_bert):
     resolved = resolve_model(str(tiny_bert))
     _, (ids, mask, types) = _batch(tiny_bert)
-    mlm = load_backend(resolved, "mlm")
+    mlm = load_backend(resolved, "mlm", backend="torch")
     full = mlm.run(ids, mask, types).logits["logits"]
     assert full.shape == ids.shape + (mlm.config.vocab_size,) and full.dtype == np.float32
     rows, cols = [0, 2, 2], [1, 0, 3]
@@ -162,9 +162,9 @@ def test_head_logits_at_positions(tiny_bert):
     np.testing.assert_array_equal(picked, full[rows, cols])
 
 
-def test_onnx_runs_the_encoder_only(tiny_bert_qa):
-    with pytest.raises(UsageError, match="--backend onnx runs the encoder only"):
-        load_backend(resolve_model(str(tiny_bert_qa)), "qa", backend="onnx")
+def test_onnx_refuses_int8_for_a_head(tiny_bert_qa):
+    with pytest.raises(UsageError, match="--quantize int8 applies to the encoder"):
+        load_backend(resolve_model(str(tiny_bert_qa)), "qa", backend="onnx", quantize="int8")
 
 
 def test_poolings_are_the_embed_choices():

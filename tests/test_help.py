@@ -17,7 +17,7 @@ from bertcli.cli import COMMANDS
 
 #: Fragments issue 14 saw vanish, by command (checked on top of the ones read from the source).
 NAMED = {
-    "embed": ["bertcli[onnx]", "bertcli[ray]", "org/name[@rev]"],
+    "embed": ["bertcli[ray]", "org/name[@rev]"],  # bertcli[onnx] left the help when onnxruntime became core
     "attention": ["bertcli[plot]", "org/name[@rev]"],
     "qa": ["[default: min(model max, 384)]", "[default: min(max-length / 2, 128)]"],
     "download": ["org/name[@rev]"],

@@ -96,7 +96,7 @@ def test_second_call_reuses_the_export(tiny_models, monkeypatch):
     def no_export(*args, **kwargs):
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(backend, "export_encoder", no_export)
+    monkeypatch.setattr(backend, "export_model", no_export)
     second = backend.ensure_export(resolve_model(str(tiny_models["electra"])))
     assert second.created is False
     assert second.path == first.path and second.path.stat().st_mtime_ns == stamp
@@ -169,7 +169,8 @@ def test_missing_onnxruntime_names_the_extra(tiny_models, monkeypatch):
     with pytest.raises(MissingDependencyError) as info:
         backend.load_encoder(resolve_model(str(tiny_models["bert_base_only"])))
     assert info.value.exit_code == 7
-    assert str(info.value) == "--backend onnx needs ONNX Runtime, which is not installed; pip install 'bertcli[onnx]'"
+    assert str(info.value) == ("--backend onnx needs ONNX Runtime, which is not installed; pip install onnxruntime "
+                               "onnx (dependencies of bertcli: reinstalling bertcli brings them back)")
 
 
 def test_check_backend():
@@ -195,7 +196,7 @@ def test_embedder_onnx_equals_torch(name, pooling, tiny_models, minilm_dir):
     folder = minilm_dir if name == "minilm" else tiny_models[name]
     resolved = resolve_model(str(folder))
     texts = TEXTS + ["", "a much longer sentence " * 20]
-    want = load_embedder(resolved, pooling=pooling, max_tokens=64).embed_array(texts)
+    want = load_embedder(resolved, pooling=pooling, max_tokens=64, backend="torch").embed_array(texts)
     embedder = load_embedder(resolved, pooling=pooling, backend="onnx", max_tokens=64)
     got = embedder.embed_array(texts)
     assert embedder.backend == "onnx" and got.shape == want.shape and got.dtype == np.float32
@@ -209,10 +210,11 @@ def test_embedder_onnx_refusals(tiny_models):
     from bertcli.embed import load_embedder
 
     resolved = resolve_model(str(tiny_models["electra"]))
-    with pytest.raises(ModelFileError, match=r"no trained pooler \(ElectraModel via ONNX has no pooler layer\)"):
+    with pytest.raises(ModelFileError, match=r"no trained pooler \(ElectraModel has no pooler layer\)"):
         load_embedder(resolved, pooling="pooler", backend="onnx")
-    with pytest.raises(UsageError, match="--layer needs --backend torch"):
-        load_embedder(resolved, layer=1, backend="onnx")
+    layered = load_embedder(resolved, layer=1, backend="onnx")  # --layer reads the hidden-states export
+    want = load_embedder(resolved, layer=1, backend="torch").embed_array(TEXTS)
+    assert layered.layer_label == "1 of 2" and np.abs(layered.embed_array(TEXTS) - want).max() < 1e-4
     with pytest.raises(UsageError, match="--backend onnx runs on the CPU"):
         load_embedder(resolved, device="cuda", backend="onnx")
 
@@ -220,7 +222,7 @@ def test_embedder_onnx_refusals(tiny_models):
 def test_cli_onnx_matches_torch_without_importing_torch(run_cli, minilm_dir, tmp_path):
     texts = "\n".join(["It was a great day", "What a lovely afternoon", "Beijing is a beautiful city"]) + "\n"
     (tmp_path / "in.txt").write_text(texts)
-    torch_run = run_cli("embed", "-m", minilm_dir, "--file", "in.txt", "-o", "torch.npy")
+    torch_run = run_cli("embed", "-m", minilm_dir, "--backend", "torch", "--file", "in.txt", "-o", "torch.npy")
     first = run_cli("embed", "-m", minilm_dir, "--backend", "onnx", "--file", "in.txt", "-o", "onnx.npy")
     # a second run finds the export in the cache: onnxruntime only, no torch, no transformers
     second = run_cli("embed", "-m", minilm_dir, "--backend", "onnx", "--file", "in.txt", "-o", "onnx2.npy",
@@ -231,5 +233,5 @@ def test_cli_onnx_matches_torch_without_importing_torch(run_cli, minilm_dir, tmp
     a, b, c = (np.load(tmp_path / f) for f in ("torch.npy", "onnx.npy", "onnx2.npy"))
     assert a.shape == b.shape == (3, 384) and np.array_equal(b, c)
     assert ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min() >= 0.9999
-    refused = run_cli("embed", "-m", minilm_dir, "--quantize", "int8", "x")
+    refused = run_cli("embed", "-m", minilm_dir, "--backend", "torch", "--quantize", "int8", "x")
     assert refused.returncode == 2 and refused.stderr == "error: --quantize int8 works with --backend onnx only\n"

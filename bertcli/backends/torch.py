@@ -17,17 +17,7 @@ from typing import Any
 import numpy as np
 
 from bertcli.backends import BackendOutput, ConfigFacts
-
-#: what each head's model returns, by output name (the base head's outputs are read separately)
-HEAD_LOGITS: dict[str, tuple[str, ...]] = {
-    "mlm": ("logits",),
-    "qa": ("start_logits", "end_logits"),
-    "rtd": ("logits",),
-    "seqcls": ("logits",),
-    "tokcls": ("logits",),
-    "nsp": ("logits",),  # *ForNextSentencePrediction: the seq_relationship head's two logits (0 = B follows A)
-    "sop": ("sop_logits",),  # AlbertForPreTraining: the sop_classifier's two logits (0 = in original order)
-}
+from bertcli.heads import HEAD_LOGITS
 
 
 @dataclass

@@ -28,4 +28,5 @@ Scale = choice_enum("Scale", SCALES)
 #: ``--backend`` for every model-running command: declare ``backend: BackendOption = DEFAULT_BACKEND`` (bertcli.backends)
 BackendOption = Annotated[Backend, typer.Option(
     "--backend", case_sensitive=False,
-    help="torch | onnx (ONNX Runtime on CPU, exported once into bertcli's cache; needs bertcli[onnx]).")]
+    help="auto (ONNX Runtime on the CPU, the model exported once into bertcli's cache; torch where ONNX cannot "
+         "serve: another --device, --compute bfloat16/float16, a failed export) | onnx (always; errors instead) | torch.")]

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from bertcli import files, output
-from bertcli.commands._choices import Scale
+from bertcli.backends import DEFAULT_BACKEND
+from bertcli.commands._choices import BackendOption, Scale
 from bertcli.commands._common import DeviceOpt, FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
 from bertcli.errors import UsageError
 from bertcli.inputs import iter_lines, require_nonempty
@@ -39,6 +40,7 @@ def attention(
     cells: Annotated[int | None, typer.Option("--cells", min=2, help="At most N×N cells in the terminal map (default: what fits the width, ≤ 64).")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="Read the text from FILE ('-' = stdin).")] = None,
     device: DeviceOpt = "auto",
+    backend: BackendOption = DEFAULT_BACKEND,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -70,7 +72,7 @@ def attention(
     check_config(resolved.config, layer, head_value)
     body = _read_text(text, file)
     with output.loading(resolved.display_name):
-        reader = load_attention_reader(resolved, device=device)
+        reader = load_attention_reader(resolved, device=device, backend=backend)
     amap = reader.read(body, layer=layer, head=head_value)
     if amap.truncated:
         output.warn(f"the text is {len(amap.tokens) + amap.truncated} tokens; the model takes {len(amap.tokens)}, "

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from bertcli import output
+from bertcli.backends import DEFAULT_BACKEND
+from bertcli.commands._choices import BackendOption
 from bertcli.commands._common import DeviceOpt, FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
 from bertcli.errors import UsageError
 from bertcli.inputs import iter_lines, require_nonempty
@@ -36,6 +38,7 @@ def detect(
     generator: Annotated[str | None, typer.Option("--generator", "-g", metavar="MODEL", help="The generator (a masked-LM head sharing the discriminator's vocabulary) for --corrupt.", show_default=DEFAULT_GENERATOR)] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="Random seed for --corrupt (default: a fresh one, printed so the run can be repeated).", show_default=False)] = None,
     device: DeviceOpt = "auto",
+    backend: BackendOption = DEFAULT_BACKEND,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -66,8 +69,11 @@ def detect(
         lines = list(islice(lines, 2))
         if len(lines) != 1:
             raise UsageError("--replace goes with exactly one TEXT (word positions differ from text to text)")
+    else:  # the first text is read before the model loads: input that cannot be decoded fails in a blink
+        first = list(islice(lines, 1))
+        lines = chain(first, lines)
     with output.loading(resolved.display_name):
-        detector = load_detector(resolved, device=device)
+        detector = load_detector(resolved, device=device, backend=backend)
 
     def records():
         for n, line in enumerate(lines, start=1):

@@ -149,14 +149,13 @@ def _check_local(options, fmt: str, out: Path | None, file: Path | None, *, dtyp
 
 
 def _load_embedder(resolved, options):
-    """Load the model (announcing a one-off ONNX export) and warn about what would make vectors surprising."""
+    """Load the model (a one-off ONNX export is announced by the backend) and warn about what would make vectors
+    surprising."""
     from bertcli.embed import load_embedder
 
-    if options.backend == "onnx":
-        _announce_export(resolved, options.quantize)
     with output.loading(resolved.display_name):
         embedder = load_embedder(resolved, options)
-    export = getattr(embedder.model, "export", None)  # --backend onnx only
+    export = getattr(embedder.model, "export", None)  # the ONNX backend only
     if export is not None and export.rebuilt:
         output.warn(f"the cached ONNX export was corrupt and has been made again ({export.rebuilt})")
     st = embedder.sentence_transformers
@@ -177,21 +176,6 @@ def _report(embedder, out: Path | None, fmt: str, dtype: str, similarity: bool) 
     if out is not None:
         output.info(f"wrote {stats.texts} × {embedder.dim} {dtype} to {out}" if fmt == "npy" and not similarity
                     else f"wrote {out}")
-
-
-def _announce_export(resolved, quantize: str | None) -> None:
-    """Say so on stderr when this run makes the (one-off) ONNX export."""
-    from bertcli.backends import onnx as onnx_backend
-
-    onnx_backend.require_onnxruntime()
-    folder = onnx_backend.export_dir(resolved)
-    if not (folder / onnx_backend.MODEL_FILE).is_file():
-        from bertcli.modelfiles import check_model
-
-        check_model(resolved)  # corrupt model files fail in one line, before "exporting …" is announced
-        output.info(f"exporting {resolved.display_name} to ONNX once (cached in {folder})")
-    elif quantize and not (folder / onnx_backend.QUANTIZED_FILES[quantize]).is_file():
-        output.info(f"quantizing the ONNX export to {quantize} once (cached in {folder})")
 
 
 def _run_ray(*, texts, model, file, out, options, layout, address, workers, similarity, dtype) -> None:
@@ -221,8 +205,6 @@ def _run_ray(*, texts, model, file, out, options, layout, address, workers, simi
     ray_engine.require_ray()
     resolved = resolve(model)
     files.refuse_overwrite(out, inputs=[file], model=resolved)  # the shard folder: never an input or the model
-    if options.backend == "onnx":
-        _announce_export(resolved, options.quantize)
 
     def progress(event: dict) -> None:
         eta = event.get("eta")

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from bertcli import output
+from bertcli.backends import DEFAULT_BACKEND
+from bertcli.commands._choices import BackendOption
 from bertcli.commands._common import DeviceOpt, FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
 from bertcli.inputs import batched, iter_lines, require_nonempty
 
@@ -27,6 +29,7 @@ def fill_mask(
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Fillers to list per mask.")] = 5,
     file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
     device: DeviceOpt = "auto",
+    backend: BackendOption = DEFAULT_BACKEND,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -44,7 +47,7 @@ def fill_mask(
     lines = require_nonempty(iter_lines(texts, file))
     first = next(lines)  # read input (and fail on empty input) before loading the model
     with output.loading(resolved.display_name):
-        masker = load_fill_masker(resolved, device=device)
+        masker = load_fill_masker(resolved, device=device, backend=backend)
 
     def records():
         line_no = 0

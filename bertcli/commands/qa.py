@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 
 from bertcli import output
+from bertcli.backends import DEFAULT_BACKEND
+from bertcli.commands._choices import BackendOption
 from bertcli.commands._common import DeviceOpt, FormatOpt, ModelOpt, QuietLongOpt, apply_output, examples, resolve
 from bertcli.errors import BadInputError, UsageError
 from bertcli.inputs import check_utf8, decode_line, open_input, read_document
@@ -49,6 +51,7 @@ def qa(
     show_windows: Annotated[bool, typer.Option("--show-windows", help="Also show how the context was split into windows.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Windows per model call.")] = 32,
     device: DeviceOpt = "auto",
+    backend: BackendOption = DEFAULT_BACKEND,
     fmt: FormatOpt = None,
     quiet: QuietLongOpt = False,
 ) -> None:
@@ -85,7 +88,7 @@ def qa(
         items: Iterator[QAItem] = iter([QAItem(q, text, None) for q in questions])
     else:
         items = _read_records(input_file)
-    answerer = load_answerer(resolve(model), device=device, options=options)
+    answerer = load_answerer(resolve(model), device=device, options=options, backend=backend)
 
     failed = total = 0
     progress = _WindowProgress() if input_file is None and len(text) >= PROGRESS_CHARS else None
