@@ -183,7 +183,7 @@ def test_exit_codes_end_to_end(run_cli, tiny_models, bert_pt, monkeypatch, run_o
 
     monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(b"one\ttwo\nbroken line\n")))
     with pytest.raises(SystemExit) as exc:
-        cli.main(["nsp", "-m", str(bert_pt)])
+        cli.main(["nsp", "-m", str(bert_pt), "--backend", "torch"])  # no one-off ONNX export note before it
     err = capsys.readouterr().err
     assert (exc.value.code, err) == (5, "error: <stdin>, line 2: expected two segments separated by one tab "
                                         "(A<TAB>B), got 1 field(s)\n")
