@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from bertcli.backends import BackendOutput, ConfigFacts, default_threads
+from bertcli.backends.precision import int8_file_name
 from bertcli.errors import MissingDependencyError, ModelFileError, OutputError, UsageError
 
 INSTALL_HINT = "pip install 'bertcli[onnx]'"
@@ -48,7 +49,7 @@ OPSET = 17  # LayerNormalization is a single op from 17 on
 ATTN_IMPLEMENTATION = "eager"
 MODEL_FILE = "model.onnx"
 META_FILE = "meta.json"
-QUANTIZED_FILES = {"int8": "model.int8.onnx"}
+QUANTIZED_FILES = {"int8": int8_file_name()}  # carries the int8 recipe's version: old files are not reused
 #: an export is kept only when ONNX Runtime agrees with torch this closely on a fresh shape
 VERIFY_TOLERANCE = 1e-3
 
@@ -357,17 +358,14 @@ def _verify(wrapper: Any, path: Path, inputs: dict[str, np.ndarray], input_names
 def _quantize(source: Path, dest: Path) -> None:
     """Dynamic int8 quantization of ``source`` into ``dest`` (written under a temporary name, then renamed)."""
     _require_onnx()
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from bertcli.backends.precision import quantize_int8
 
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     os.close(fd)
     try:
         with warnings.catch_warnings(), _quiet_logger("onnxruntime.quantization"):
             warnings.simplefilter("ignore")
-            # per-channel int8 weights of the MatMuls only: min cos 0.97-0.98 to fp32 on MiniLM, against 0.90
-            # for the default (per-tensor, embeddings quantized too); see docs/onnx.md
-            quantize_dynamic(str(source), tmp, weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul"], extra_options={"DefaultTensorType": 1})
+            quantize_int8(source, Path(tmp))  # int8 dense layers, outlier channels and attention in float32
         os.replace(tmp, dest)
     except OSError as exc:
         raise ModelFileError(f"cannot write the quantized model {dest}: {exc.strerror or exc}") from exc
