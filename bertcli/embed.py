@@ -471,7 +471,7 @@ def load_embedder(resolved: Any, options: EmbedOptions | None = None, **override
     check_vocab_fits(tokenizer, resolved)
     max_length = _max_length_of(options, st, resolved, tokenizer)
     model = load_backend(resolved, "base", backend=options.backend, device=options.device, threads=options.threads,
-                         workers=options.workers, quantize=options.quantize)
+                         workers=options.workers, quantize=options.quantize, compute=options.compute)
     return Embedder(
         model=model,
         tokenizer=tokenizer,

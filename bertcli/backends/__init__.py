@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # numpy is not imported here: option declarations read BACKEN
 BACKENDS = ("torch", "onnx")
 DEFAULT_BACKEND = "torch"  # what --backend is when not given, for every model-running command
 QUANTIZE = ("int8",)
+#: --compute values --backend onnx runs: float32 on ONNX Runtime, bfloat16 on OpenVINO (bertcli[openvino])
+ONNX_COMPUTE = ("float32", "bfloat16")
 
 
 def check_backend(backend: str, quantize: str | None = None) -> str:
@@ -48,8 +50,9 @@ def check_runnable(backend: str, *, device: str | None = "cpu", compute: str = "
         return
     if (device or "auto").lower() not in ("cpu", "auto"):
         raise UsageError(f"--backend onnx runs on the CPU: use --device cpu (or --backend torch for {device})")
-    if compute != "float32":
-        raise UsageError("--compute is for --backend torch; --backend onnx computes in float32 (or --quantize int8)")
+    if compute not in ONNX_COMPUTE:
+        raise UsageError(f"--compute {compute} needs --backend torch; --backend onnx computes in float32 or bfloat16 "
+                         "(or --quantize int8)")
     if layer is not None:
         raise UsageError("--layer needs --backend torch: the ONNX export holds the last layer only")
 
@@ -173,11 +176,13 @@ def load_backend(
     workers: int = 1,
     quantize: str | None = None,
     attn_implementation: str | None = None,
+    compute: str = "float32",
 ) -> Backend:
     """``resolved`` loaded for ``head`` on the named backend (see `check_backend`).
 
     torch: on ``device`` (its intra-op threads set to ``threads``), ``attn_implementation`` passed to transformers (``eager`` returns attention weights). onnx:
-    CPU only, ``threads`` intra-op threads (default: physical cores / ``workers``), ``quantize`` int8 weights.
+    CPU only, ``threads`` intra-op threads (default: physical cores / ``workers``), ``quantize`` int8 weights,
+    ``compute`` bfloat16 runs the export with OpenVINO (torch: ``compute`` is applied by `Backend.session`).
     """
     name = check_backend(backend, quantize)
     if name == "onnx":
@@ -185,7 +190,7 @@ def load_backend(
             raise UsageError(f"--backend onnx runs the encoder only (the {head} head needs --backend torch)")
         from bertcli.backends.onnx import OnnxBackend
 
-        return OnnxBackend.load(resolved, quantize=quantize, threads=threads, workers=workers)
+        return OnnxBackend.load(resolved, quantize=quantize, threads=threads, workers=workers, compute=compute)
     from bertcli.backends.torch import TorchBackend
 
     return TorchBackend.load(resolved, head, device=device, tokenizer=tokenizer, threads=threads,

@@ -395,7 +395,11 @@ def _quiet_logger(name: str):
 # running
 
 
-def _session(path: Path, *, threads: int):
+def _session(path: Path, *, threads: int, compute: str = "float32"):
+    if compute != "float32":  # bfloat16: OpenVINO runs the same export (backends/precision.py)
+        from bertcli.backends.precision import openvino_session
+
+        return openvino_session(path, threads=threads, compute=compute)
     ort = require_onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads)
@@ -448,20 +452,24 @@ def load_encoder(
     threads: int | None = None,
     workers: int = 1,
     allow_pickle: bool = False,
+    compute: str = "float32",
 ) -> OnnxEncoder:
     """An `OnnxEncoder` for ``resolved`` (exporting it first if not cached).
 
     ``threads`` is ONNX Runtime's intra-op thread count; None means physical cores / ``workers``.
+    ``compute="bfloat16"`` runs the float32 export with OpenVINO in bfloat16 instead (the [openvino] extra).
     """
     if threads is not None and threads < 1:
         raise UsageError("--threads must be at least 1")
+    if quantize is not None and compute != "float32":
+        raise UsageError(f"--quantize {quantize} and --compute {compute} are two precision modes: choose one")
     from bertcli.modelfiles import model_files
 
     export = ensure_export(resolved, quantize=quantize, allow_pickle=allow_pickle)
     threads = threads or default_threads(workers)
     try:
         with model_files(export.path):
-            session = _session(export.path, threads=threads)
+            session = _session(export.path, threads=threads, compute=compute)
     except ModelFileError as exc:
         if export.created:  # made just now and still unreadable: nothing to rebuild
             raise
@@ -469,7 +477,7 @@ def load_encoder(
         export = ensure_export(resolved, quantize=quantize, allow_pickle=allow_pickle)
         export.rebuilt = str(exc)
         with model_files(export.path):
-            session = _session(export.path, threads=threads)
+            session = _session(export.path, threads=threads, compute=compute)
     outputs = [o.name for o in session.get_outputs()]
     inputs = [i.name for i in session.get_inputs()]
     return OnnxEncoder(export=export, session=session, threads=threads, quantize=quantize,
@@ -489,11 +497,12 @@ class OnnxBackend(ConfigFacts):
 
     @classmethod
     def load(cls, resolved: Any, *, quantize: str | None = None, threads: int | None = None, workers: int = 1,
-             allow_pickle: bool = False) -> OnnxBackend:
+             allow_pickle: bool = False, compute: str = "float32") -> OnnxBackend:
         """`load_encoder` wrapped as a backend."""
         from types import SimpleNamespace
 
-        encoder = load_encoder(resolved, quantize=quantize, threads=threads, workers=workers, allow_pickle=allow_pickle)
+        encoder = load_encoder(resolved, quantize=quantize, threads=threads, workers=workers, allow_pickle=allow_pickle,
+                               compute=compute)
         meta = encoder.export.meta
         config = SimpleNamespace(**{**resolved.config, "hidden_size": meta["hidden_size"],
                                     "num_hidden_layers": meta["num_layers"]})

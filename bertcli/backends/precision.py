@@ -190,3 +190,69 @@ def quantize_int8(source: Path, dest: Path) -> None:
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         split.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# bfloat16: the same export run by OpenVINO
+
+
+#: what `--backend onnx --compute bfloat16` needs
+OPENVINO_HINT = "pip install 'bertcli[openvino]'"
+#: OpenVINO's name for each --compute that it runs
+OPENVINO_PRECISION = {"bfloat16": "bf16"}
+
+
+def require_openvino():
+    """Import openvino, or say which extra to install (`MissingDependencyError`, exit 7)."""
+    from bertcli.errors import MissingDependencyError
+
+    try:
+        import openvino
+    except ImportError as exc:
+        raise MissingDependencyError("--compute bfloat16 with --backend onnx needs OpenVINO, which is not installed",
+                                     hint=OPENVINO_HINT) from exc
+    return openvino
+
+
+class _Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class OpenVinoSession:
+    """The exported graph compiled by OpenVINO for the CPU, shaped as an ``onnxruntime.InferenceSession``
+    (``run(output_names, feed)``, ``get_inputs()``, ``get_outputs()``), so `bertcli.backends.onnx` runs it as it
+    runs ONNX Runtime. With ``INFERENCE_PRECISION_HINT=bf16`` OpenVINO computes the MatMuls in bfloat16 on AMX or
+    AVX512-BF16 (and, by its own rule, in float32 on CPUs that have neither)."""
+
+    def __init__(self, compiled: Any) -> None:
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.inputs = [i.get_any_name() for i in compiled.inputs]
+        self.outputs = {o.get_any_name(): o for o in compiled.outputs}
+
+    def get_inputs(self) -> list[_Named]:
+        return [_Named(n) for n in self.inputs]
+
+    def get_outputs(self) -> list[_Named]:
+        return [_Named(n) for n in self.outputs]
+
+    def run(self, output_names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        result = self.request.infer({name: feed[name] for name in self.inputs})
+        names = output_names or list(self.outputs)
+        return [np.asarray(result[self.outputs[name]], dtype=np.float32) for name in names]
+
+
+def openvino_session(path: Path, *, threads: int, compute: str = "bfloat16") -> OpenVinoSession:
+    """Compile the ONNX file ``path`` with OpenVINO on the CPU, ``threads`` threads, in ``compute``."""
+    from bertcli.errors import ModelFileError
+
+    ov = require_openvino()
+    config = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[compute], "INFERENCE_NUM_THREADS": int(threads),
+              "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+    try:
+        compiled = ov.Core().compile_model(str(path), "CPU", config)
+    except RuntimeError as exc:
+        first = (str(exc).strip().splitlines() or ["error"])[0][:300]
+        raise ModelFileError(f"OpenVINO cannot compile {path}: {first}", hint="use --compute float32") from exc
+    return OpenVinoSession(compiled)
