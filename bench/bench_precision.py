@@ -84,7 +84,8 @@ np.save(out, np.array(list(model.embed(lines))))
 
 def entries(py: str, peers_py: str, minilm: str, corpus: Path, work: Path) -> dict[str, list[str]]:
     """name → the command (output .npy path last-but-one argument convention: work/NAME.npy)."""
-    scripts = {name: work / f"{name}.py" for name in ("st", "ct2", "fastembed")}
+    # not named after a package: a script called fastembed.py would shadow the fastembed package it imports
+    scripts = {name: work / f"peer_{name}.py" for name in ("st", "ct2", "fastembed")}
     for name, text in (("st", ST), ("ct2", CT2), ("fastembed", FASTEMBED)):
         scripts[name].write_text(text, encoding="utf-8")
     ours = [py, "-m", "bertcli", "embed", "-m", minilm, "--normalize", "-q", "--file", str(corpus), "-o"]
