@@ -119,7 +119,7 @@ def test_int8_is_cached_separately_and_close(minilm_dir):
     resolved = resolve_model(str(minilm_dir))
     fp32 = backend.load_encoder(resolved)
     int8 = backend.load_encoder(resolved, quantize="int8")
-    assert int8.export.path.name == "model.int8.onnx" and fp32.export.path.name == "model.onnx"
+    assert int8.export.path.name == backend.QUANTIZED_FILES["int8"] and fp32.export.path.name == "model.onnx"
     assert int8.export.path.parent == fp32.export.path.parent and fp32.export.path.is_file()
     # MatMul weights are int8 now; the embedding tables (Gather) stay float32
     assert int8.export.path.stat().st_size < 0.8 * fp32.export.path.stat().st_size

@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # numpy is not imported here: option declarations read BACKEN
 BACKENDS = ("auto", "torch", "onnx")
 DEFAULT_BACKEND = "auto"  # what --backend is when not given, for every model-running command
 QUANTIZE = ("int8",)
+#: --compute values --backend onnx runs: float32 on ONNX Runtime, bfloat16 on OpenVINO (bertcli[openvino])
+ONNX_COMPUTE = ("float32", "bfloat16")
 
 #: the logger of messages for the user (see the module docstring)
 NOTES = logging.getLogger("bertcli.notes")
@@ -62,8 +64,9 @@ def check_runnable(backend: str, *, device: str | None = "cpu", compute: str = "
         return
     if (device or "auto").lower() not in ("cpu", "auto"):
         raise UsageError(f"--backend onnx runs on the CPU: use --device cpu (or --backend torch for {device})")
-    if compute != "float32":
-        raise UsageError("--compute is for --backend torch; --backend onnx computes in float32 (or --quantize int8)")
+    if compute not in ONNX_COMPUTE:
+        raise UsageError(f"--compute {compute} needs --backend torch; --backend onnx computes in float32 or bfloat16 "
+                         "(or --quantize int8)")
 
 
 def gpu_visible() -> bool:
@@ -136,8 +139,10 @@ def _onnx_cannot_serve(resolved: Any, head: str, *, device: str | None, compute:
         return f"--device {device} (ONNX Runtime runs on the CPU here)"
     if kind == "auto" and gpu_visible():
         return "--device auto and a GPU is visible (ONNX Runtime runs on the CPU here)"
-    if compute != "float32":
-        return f"--compute {compute} (the ONNX export computes in float32)"
+    if compute not in ONNX_COMPUTE:
+        return f"--compute {compute} (the ONNX export computes in float32, or bfloat16 with OpenVINO)"
+    if compute != "float32" and find_spec("openvino") is None:
+        return f"--compute {compute} without OpenVINO (pip install 'bertcli[openvino]' runs it on the export)"
     if find_spec("onnxruntime") is None:
         return "onnxruntime is not installed"
     if not getattr(resolved, "has_config", True):
@@ -277,17 +282,18 @@ def load_backend(
 
     ``features``: base-head extras this run reads (``hidden_states`` for ``layer=``, ``attentions`` for
     ``attention_layer=``): ONNX exports them separately, torch loads eager attention for ``attentions``.
-    ``compute`` is only read for the choice (torch applies it in `Backend.session`). torch: on ``device``
-    (its intra-op threads set to ``threads``), ``attn_implementation`` passed to transformers. onnx: CPU only,
-    ``threads`` intra-op threads (default: physical cores / ``workers``), ``quantize`` int8 weights. Under
-    ``auto`` an export that fails (`bertcli.backends.onnx.ExportError`) is remembered and torch runs instead.
+    torch: on ``device`` (its intra-op threads set to ``threads``), ``attn_implementation`` passed to
+    transformers, ``compute`` applied by `Backend.session`. onnx: CPU only, ``threads`` intra-op threads
+    (default: physical cores / ``workers``), ``quantize`` int8 weights, ``compute`` bfloat16 runs the export
+    with OpenVINO. Under ``auto`` an export that fails (`bertcli.backends.onnx.ExportError`) is remembered and
+    torch runs instead.
     """
     choice = choose_backend(resolved, head, backend=backend, device=device, compute=compute, features=features,
                             quantize=quantize)
     if choice.name == "onnx":
         try:
             return _load_onnx(resolved, head, choice, tokenizer=tokenizer, threads=threads, workers=workers,
-                              quantize=quantize, features=features)
+                              quantize=quantize, features=features, compute=compute)
         except Exception as exc:
             from bertcli.backends.onnx import ExportError
 
@@ -306,7 +312,7 @@ def load_backend(
 
 
 def _load_onnx(resolved: Any, head: str, choice: BackendChoice, *, tokenizer: Any, threads: int | None,
-               workers: int, quantize: str | None, features: tuple[str, ...]) -> Backend:
+               workers: int, quantize: str | None, features: tuple[str, ...], compute: str = "float32") -> Backend:
     """The ONNX backend, after the checks torch's loader makes (head, model files, vocabulary); an export this
     run makes is announced by `bertcli.backends.onnx` once the model has loaded."""
     from bertcli.backends import onnx
@@ -323,4 +329,4 @@ def _load_onnx(resolved: Any, head: str, choice: BackendChoice, *, tokenizer: An
         if tokenizer is not None:
             check_vocab_fits(tokenizer, resolved)
     return onnx.OnnxBackend.load(resolved, head, features=features, quantize=quantize, threads=threads,
-                                 workers=workers)
+                                 workers=workers, compute=compute)

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from bertcli.backends import NOTES, BackendOutput, ConfigFacts, default_threads
+from bertcli.backends.precision import int8_file_name
 from bertcli.errors import MissingDependencyError, ModelFileError, OutputError, UsageError
 from bertcli.heads import HEAD_LOGITS, HEADS
 
@@ -59,7 +60,7 @@ OPSET = 17  # LayerNormalization is a single op from 17 on
 ATTN_IMPLEMENTATION = "eager"
 MODEL_FILE = "model.onnx"
 META_FILE = "meta.json"
-QUANTIZED_FILES = {"int8": "model.int8.onnx"}
+QUANTIZED_FILES = {"int8": int8_file_name()}  # carries the int8 recipe's version: old files are not reused
 #: an export is kept only when ONNX Runtime agrees with torch this closely on a fresh shape
 VERIFY_TOLERANCE = 1e-3
 #: extra outputs of a ``base`` export, each a separate export: every layer's hidden states, or attention weights
@@ -565,17 +566,14 @@ def _masked_max_diff(got: np.ndarray, want: np.ndarray, real: np.ndarray) -> flo
 def _quantize(source: Path, dest: Path) -> None:
     """Dynamic int8 quantization of ``source`` into ``dest`` (written under a temporary name, then renamed)."""
     _require_onnx()
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from bertcli.backends.precision import quantize_int8
 
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     os.close(fd)
     try:
         with warnings.catch_warnings(), _quiet_logger("onnxruntime.quantization"):
             warnings.simplefilter("ignore")
-            # per-channel int8 weights of the MatMuls only: min cos 0.97-0.98 to fp32 on MiniLM, against 0.90
-            # for the default (per-tensor, embeddings quantized too); see docs/onnx.md
-            quantize_dynamic(str(source), tmp, weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul"], extra_options={"DefaultTensorType": 1})
+            quantize_int8(source, Path(tmp))  # int8 dense layers, outlier channels and attention in float32
         os.replace(tmp, dest)
     except OSError as exc:
         raise ModelFileError(f"cannot write the quantized model {dest}: {exc.strerror or exc}") from exc
@@ -605,7 +603,11 @@ def _quiet_logger(name: str):
 # running
 
 
-def _session(path: Path, *, threads: int):
+def _session(path: Path, *, threads: int, compute: str = "float32"):
+    if compute != "float32":  # bfloat16: OpenVINO runs the same export (backends/precision.py)
+        from bertcli.backends.precision import openvino_session
+
+        return openvino_session(path, threads=threads, compute=compute)
     ort = require_onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads)
@@ -678,13 +680,17 @@ def load_encoder(
     threads: int | None = None,
     workers: int = 1,
     allow_pickle: bool = False,
+    compute: str = "float32",
 ) -> OnnxEncoder:
     """An `OnnxEncoder` for ``resolved``'s ``head`` (and ``feature``), exporting it first if not cached.
 
     ``threads`` is ONNX Runtime's intra-op thread count; None means physical cores / ``workers``.
+    ``compute="bfloat16"`` runs the float32 export with OpenVINO in bfloat16 instead (the [openvino] extra).
     """
     if threads is not None and threads < 1:
         raise UsageError("--threads must be at least 1")
+    if quantize is not None and compute != "float32":
+        raise UsageError(f"--quantize {quantize} and --compute {compute} are two precision modes: choose one")
     from bertcli.modelfiles import model_files
 
     def ensure():
@@ -694,7 +700,7 @@ def load_encoder(
     threads = threads or default_threads(workers)
     try:
         with model_files(export.path):
-            session = _session(export.path, threads=threads)
+            session = _session(export.path, threads=threads, compute=compute)
     except ModelFileError as exc:
         if export.created:  # made just now and still unreadable: nothing to rebuild
             raise
@@ -702,7 +708,7 @@ def load_encoder(
         export = ensure()
         export.rebuilt = str(exc)
         with model_files(export.path):
-            session = _session(export.path, threads=threads)
+            session = _session(export.path, threads=threads, compute=compute)
     outputs = [o.name for o in session.get_outputs()]
     inputs = [i.name for i in session.get_inputs()]
     return OnnxEncoder(export=export, session=session, threads=threads, quantize=quantize,
@@ -728,13 +734,16 @@ class OnnxBackend(ConfigFacts):
 
     @classmethod
     def load(cls, resolved: Any, head: str = "base", *, features: tuple[str, ...] = (), quantize: str | None = None,
-             threads: int | None = None, workers: int = 1, allow_pickle: bool = False) -> OnnxBackend:
-        """`load_encoder` of ``head`` wrapped as a backend; ``features`` opens those base variants now."""
+             threads: int | None = None, workers: int = 1, allow_pickle: bool = False,
+             compute: str = "float32") -> OnnxBackend:
+        """`load_encoder` of ``head`` wrapped as a backend; ``features`` opens those base variants now;
+        ``compute`` bfloat16 runs the export with OpenVINO."""
         from types import SimpleNamespace
 
         if head != "base" and quantize is not None:
             raise UsageError("--quantize int8 applies to the encoder (embed) only")
-        options = {"quantize": quantize, "threads": threads, "workers": workers, "allow_pickle": allow_pickle}
+        options = {"quantize": quantize, "threads": threads, "workers": workers, "allow_pickle": allow_pickle,
+                   "compute": compute}
         main = features[0] if features and head == "base" else None  # a variant holds the plain outputs too
         encoder = load_encoder(resolved, head, feature=main, **options)
         meta = encoder.export.meta
