@@ -97,6 +97,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("mask", "mask", "mask"),
     ("fill-mask", "fill_mask", "fill_mask"),
     ("detect", "detect", "detect"),
+    ("tag", "tag", "tag"),
     ("attention", "attention", "attention"),
 ]
 
