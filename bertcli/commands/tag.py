@@ -137,7 +137,8 @@ def _table(records: list[dict], colours: dict[str, str], key: str):
     colour = output.shows_colour()
     parts = []
     for rec in records:
-        line = Text(f"{rec['line']}  ", style="dim")
+        line = Text()
+        line.append(f"{rec['line']}  ", style="dim")
         line.append(highlighted(rec["text"], rec["entities"], colours, colour))
         parts.append(line)
         if not rec["entities"]:
