@@ -154,10 +154,12 @@ def test_a_model_without_the_head_is_refused(tiny_models, capsys):
     assert "token-classification head" in err and "fill-mask" in err
 
 
-def test_empty_and_undecodable_input_exit_5(run_cli, loaded):
+def test_empty_and_undecodable_input_exit_5(run_cli, loaded, capsys, tmp_path):
     folder = loaded["bert"][0]
-    one_line_error(run_cli("tag", "-m", folder, input=""), 5)
-    line = one_line_error(run_cli("tag", "-m", folder, input=b"ok\n\xff\xfe bad\n"), 5)
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    code, out, err = _cli(["tag", "-m", folder, "--file", tmp_path / "empty.txt"], capsys)
+    assert (code, out, err) == (5, "", "error: empty input: no text to process\n")
+    line = one_line_error(run_cli("tag", "-m", folder, input=b"ok\n\xff\xfe bad\n"), 5)  # the exit code, for real
     assert "line 2" in line
 
 
