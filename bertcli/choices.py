@@ -18,6 +18,9 @@ ENGINES: tuple[str, ...] = ("local", "ray")
 #: mask --strategy: the masking schemes of `bertcli.masking`
 STRATEGIES: tuple[str, ...] = ("static", "dynamic", "whole-word", "span", "ngram")
 
+#: tag --aggregation: transformers' token-classification aggregation strategies
+AGGREGATIONS: tuple[str, ...] = ("none", "simple", "first", "average", "max")
+
 #: attention --scale
 SCALES: tuple[str, ...] = ("auto", "linear", "log")
 

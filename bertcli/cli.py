@@ -101,6 +101,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("nsp", "nsp", "nsp"),
     ("sop", "sop", "sop"),
     ("zero-shot", "zero_shot", "zero_shot"),
+    ("tag", "tag", "tag"),
     ("attention", "attention", "attention"),
 ]
 

@@ -151,6 +151,14 @@ SCHEMAS: dict[str, Schema] = {s.command: s for s in [
     Schema("sop", "stream", _PAIR, "docs/nsp.md"),
     Schema("zero-shot", "stream", {"line": "int", "text": "str", "labels": ["str"], "scores": ["float"]},
            "docs/zero-shot.md"),
+    Schema("tag", "stream", {
+        "line": "int", "text": "str",
+        "entities": [{"entity_group": "str", "score": "float", "word": "str", "start": "int", "end": "int"}],
+    }, "docs/tag.md"),
+    Schema("tag --aggregation none", "stream", {
+        "line": "int", "text": "str",
+        "entities": [{"entity": "str", "score": "float", "index": "int", "word": "str", "start": "int", "end": "int"}],
+    }, "docs/tag.md"),
     Schema("attention", "report", {**_ATTENTION_HEADER, "attention": [["float"]]}, "docs/attention.md"),
     Schema("attention --top", "report",
            {**_ATTENTION_HEADER, "top": [[{"position": "int", "token": "str", "weight": "float"}]]},

@@ -1,6 +1,6 @@
 """`--help` shows help text as written: brackets (`bertcli[onnx]`, `org/name[@rev]`, `[default: …]`) survive Rich.
 
-Every command's help (the 14 commands and `cache ls/rm/verify`) is run at a wide terminal (COLUMNS=200, so
+Every command's help (the 15 commands and `cache ls/rm/verify`) is run at a wide terminal (COLUMNS=200, so
 wrapping does not split the words), and every bracketed fragment of its docstring and its parameters' help
 must be on screen, plus the ones issue 14 named explicitly.
 """
@@ -21,6 +21,7 @@ NAMED = {
     "attention": ["bertcli[plot]", "org/name[@rev]"],
     "qa": ["[default: min(model max, 384)]", "[default: min(max-length / 2, 128)]"],
     "download": ["org/name[@rev]"],
+    "tag": ["[default: the model's limit]", "[default: min(128, half a window)]"],
     "tokenize": ["org/name[@rev]"],
     "": ["org/name[@rev]"],
 }
@@ -59,8 +60,8 @@ COMMAND_HELP = _click_commands()
 
 
 def test_all_commands_are_covered():
-    assert len(COMMANDS) == 17
-    assert {"nsp", "sop", "zero-shot", "detect", "mask"} <= {name for name, _, _ in COMMANDS}
+    assert len(COMMANDS) == 18
+    assert {"nsp", "sop", "zero-shot", "tag", "detect", "mask"} <= {name for name, _, _ in COMMANDS}
     assert {"cache ls", "cache rm", "cache verify"} <= set(COMMAND_HELP)
 
 

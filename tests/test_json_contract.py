@@ -21,6 +21,7 @@ import pytest
 from bertcli import cli
 from bertcli.schema import SCHEMAS, markdown, problems
 from tests.conftest import REPO_ROOT
+from tests.fixtures.tiny_models import TAG_LABELS
 from tests.hubserver import fake_hub, publish  # noqa: F401 - fixture
 
 COVERED: set[str] = set()
@@ -65,8 +66,8 @@ def _check(name: str, run, argv: list[str], *, same: bool = True) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def models(tiny_models) -> dict[str, Path]:
-    return tiny_models
+def models(tiny_models, tiny_head) -> dict[str, Path]:
+    return {**tiny_models, "bert_tokcls": tiny_head("bert", "ForTokenClassification", id2label=TAG_LABELS)}
 
 
 def test_tokenize(models):
@@ -130,6 +131,9 @@ def test_compare_mask_fill_detect_attention(models):
     _check("detect", _run_inprocess, ["detect", "The chef cooked the meal.", "-m", electra, "--replace", "3=ate"])
     _check("detect --corrupt", _run_inprocess, ["detect", "The chef cooked the meal.", "hello", "-m", electra,
                                                  "-g", models["electra_generator"], "--corrupt", "2", "--seed", "3"])
+    tagger = models["bert_tokcls"]
+    _check("tag", _run_inprocess, ["tag", "John Smith lives in Paris.", "hello", "-m", tagger])
+    _check("tag --aggregation none", _run_inprocess, ["tag", "John Smith lives in Paris.", "-m", tagger, "-a", "none"])
     head = _check("attention", _run_inprocess, ["attention", "hello world", "-m", bert, "--head", "0"])
     assert (head[0]["layer"], head[0]["head"]) == (2, 0)
     mean = _check("attention", _run_inprocess, ["attention", "hello world", "-m", bert, "--layer", "1"])
