@@ -18,6 +18,9 @@ ENGINES: tuple[str, ...] = ("local", "ray")
 #: mask --strategy: the masking schemes of `bertcli.masking`
 STRATEGIES: tuple[str, ...] = ("static", "dynamic", "whole-word", "span")
 
+#: classify/rerank --function: how a classification head's logits become scores (bertcli.scores)
+FUNCTIONS: tuple[str, ...] = ("softmax", "sigmoid", "none")
+
 #: attention --scale
 SCALES: tuple[str, ...] = ("auto", "linear", "log")
 

@@ -97,6 +97,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("mask", "mask", "mask"),
     ("fill-mask", "fill_mask", "fill_mask"),
     ("detect", "detect", "detect"),
+    ("classify", "classify", "classify"),
+    ("rerank", "rerank", "rerank"),
     ("attention", "attention", "attention"),
 ]
 
