@@ -302,6 +302,8 @@ def read_queries(path: Any) -> Iterator[tuple[int, str, list[str]]]:
                 raise BadInputError(f"{where}: not a JSON record ({exc})") from exc
             if not isinstance(record, dict) or not isinstance(record.get("query"), str):
                 raise BadInputError(f'{where}: expected {{"query": "…", "docs": ["…", …]}}')
+            if not record["query"].strip():
+                raise BadInputError(f"{where}: the query is empty")
             docs = record.get("docs")
             if not isinstance(docs, list) or not all(isinstance(d, str) for d in docs):
                 raise BadInputError(f'{where}: "docs" must be a list of strings')
