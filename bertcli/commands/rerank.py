@@ -123,7 +123,7 @@ def _table(records: list[dict]):
             for name, justify in (("rank", "right"), ("score", "right"), ("", "left"), ("line", "right"),
                                   ("document", "left")):
                 table.add_column(name, justify=justify, no_wrap=name != "document", ratio=1 if name == "document" else None)
-            parts += [Text(f"query: {rec['query']}", style="bold"), table, ""]
+            parts += [*([""] if parts else []), Text(f"query: {rec['query']}", style="bold"), table]
         score = rec["score"]
         table.add_row(str(rec["rank"]), f"{score:.4f}", output.score_bar(min(1.0, max(0.0, score)), width=16),
                       str(rec["line"]), rec.get("text", ""))
