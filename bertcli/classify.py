@@ -253,9 +253,10 @@ def check_reranker(classifier: Classifier) -> None:
 
 
 def rerank(classifier: Classifier, query: str, documents: Iterable[Line], *, top_k: int | None = None,
-           where: str = "-q") -> list[Ranked]:
+           where: str = "-q", keep_text: bool = True) -> list[Ranked]:
     """Score every (query, document) pair and return the documents best first (as CrossEncoder.rank orders
-    them: by score, ties in input order), the best ``top_k`` only when given. Only the kept documents are held."""
+    them: by score, ties in input order), the best ``top_k`` only when given. Only the kept documents are held,
+    and their text only with ``keep_text``."""
     if not query.strip():
         raise BadInputError(f"{where}: the query is empty")
     items = (Item(doc.number, query, doc.text, doc.source) for doc in documents)
@@ -264,7 +265,7 @@ def rerank(classifier: Classifier, query: str, documents: Iterable[Line], *, top
     for corpus_id, result in enumerate(classifier.classify(items)):
         item = result.item
         scored.append((float(result.scores[0]), corpus_id))
-        docs[corpus_id] = Line(item.number, item.pair or "", item.source)
+        docs[corpus_id] = Line(item.number, (item.pair or "") if keep_text else "", item.source)
         if top_k and len(scored) > 4 * top_k + 1024:  # keep the memory of top_k documents, not all of them
             scored = heapq.nsmallest(top_k, scored, key=lambda s: (-s[0], s[1]))
             keep = {c for _, c in scored}

@@ -53,6 +53,7 @@ def rerank(
         raise UsageError("--input holds the documents of each query: give no DOC arguments or --file with it")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from bertcli.classify import ClassifyOptions, check_reranker, load_classifier, read_queries
+    from bertcli.classify import rerank as rank_documents
     from bertcli.inputs import check_utf8, iter_lines
 
     options = ClassifyOptions(max_length=max_length, device=device, threads=threads, max_tokens=max_tokens,
@@ -74,26 +75,21 @@ def rerank(
     with output.loading(resolved.display_name):
         classifier = load_classifier(resolved, options, rerank=True)
     check_reranker(classifier)
+    with_text = return_documents or fmt_resolved == "table"  # the table shows each document
 
     def records():
         from itertools import chain
 
         for number, text, documents in chain([first], queries):
             where = "-q" if number is None else f"{input_file}, line {number}"
-            for ranked in _rank(classifier, text, documents, top_k, where):
-                yield _record(ranked, text, number, return_documents or fmt_resolved == "table")
+            for ranked in rank_documents(classifier, text, documents, top_k=top_k, where=where, keep_text=with_text):
+                yield _record(ranked, text, number, with_text)
 
     output.emit(output.track(records(), description="ranking", unit="documents"), table=_table, fmt=fmt_resolved,
                 tsv_columns=["query", "rank", "corpus_id", "line", "score", *(["text"] if return_documents else [])])
     if classifier.stats.truncated:
         output.warn(f"{classifier.stats.truncated} (query, document) pair(s) longer than {classifier.max_length} "
                     f"tokens were truncated (the first: {classifier.stats.first_truncated})")
-
-
-def _rank(classifier, query: str, documents, top_k: int | None, where: str):
-    from bertcli.classify import rerank
-
-    return rerank(classifier, query, documents, top_k=top_k, where=where)
 
 
 def _record(ranked, query: str, query_line: int | None, with_text: bool) -> dict:
