@@ -21,6 +21,9 @@ STRATEGIES: tuple[str, ...] = ("static", "dynamic", "whole-word", "span", "ngram
 #: tag --aggregation: transformers' token-classification aggregation strategies
 AGGREGATIONS: tuple[str, ...] = ("none", "simple", "first", "average", "max")
 
+#: classify/rerank --function: how a classification head's logits become scores (bertcli.scores)
+FUNCTIONS: tuple[str, ...] = ("softmax", "sigmoid", "none")
+
 #: attention --scale
 SCALES: tuple[str, ...] = ("auto", "linear", "log")
 

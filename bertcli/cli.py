@@ -102,6 +102,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("sop", "sop", "sop"),
     ("zero-shot", "zero_shot", "zero_shot"),
     ("tag", "tag", "tag"),
+    ("classify", "classify", "classify"),
+    ("rerank", "rerank", "rerank"),
     ("attention", "attention", "attention"),
 ]
 

@@ -159,6 +159,14 @@ SCHEMAS: dict[str, Schema] = {s.command: s for s in [
         "line": "int", "text": "str",
         "entities": [{"entity": "str", "score": "float", "index": "int", "word": "str", "start": "int", "end": "int"}],
     }, "docs/tag.md"),
+    Schema("classify", "stream", {
+        "line": "int", "text": "str", "pair?": "str", "label": "str", "score": "float",
+        "labels?": [{"label": "str", "score": "float"}],
+    }, "docs/classify.md"),
+    Schema("rerank", "stream", {
+        "query_line?": "int", "query": "str", "rank": "int", "corpus_id": "int", "line": "int", "score": "float",
+        "text?": "str",
+    }, "docs/rerank.md"),
     Schema("attention", "report", {**_ATTENTION_HEADER, "attention": [["float"]]}, "docs/attention.md"),
     Schema("attention --top", "report",
            {**_ATTENTION_HEADER, "top": [[{"position": "int", "token": "str", "weight": "float"}]]},

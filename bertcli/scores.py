@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-#: --function choices: how a classification head's logits become scores
-FUNCTIONS = ("softmax", "sigmoid", "none")
+from bertcli.choices import FUNCTIONS  # --function's choices: how a classification head's logits become scores
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -156,6 +156,17 @@ def test_zero_shot(tiny_head):
     _check("zero-shot", _run_inprocess, ["zero-shot", "a cake", "-m", nli, "--labels", "food,sport", "--multi-label"])
 
 
+def test_classify_rerank(tiny_head, tmp_path):
+    folder = tiny_head("bert", "ForSequenceClassification", id2label={0: "neg", 1: "pos"})
+    _check("classify", _run_inprocess, ["classify", "hello world", "a day", "-m", folder])
+    _check("classify", _run_inprocess, ["classify", "hello", "--pair", "world", "-m", folder, "--top-k", "0"])
+    one = tiny_head("bert", "ForSequenceClassification", num_labels=1, initializer_range=0.5)
+    _check("rerank", _run_inprocess, ["rerank", "-m", one, "-q", "cats", "a cat", "a dog", "--return-documents"])
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"query": "cats", "docs": ["a cat", "a dog"]}\n', encoding="utf-8")
+    _check("rerank", _run_inprocess, ["rerank", "-m", one, "--input", queries, "--top-k", "1"])
+
+
 def test_download_and_cache(run_cli, fake_hub, tiny_models, tmp_path):  # noqa: F811 - fixture
     publish(fake_hub, "org/tiny-bert", tiny_models["bert_fast"])
     env = fake_hub.env(tmp_path / "hub")

@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 
 from bertcli.backends import BACKENDS, QUANTIZE
-from bertcli.choices import AGGREGATIONS, COMPUTE, DTYPES, ENGINES, ON_LONG, POOLINGS, SCALES, STRATEGIES, choice_enum
+from bertcli.choices import (AGGREGATIONS, COMPUTE, DTYPES, ENGINES, FUNCTIONS, ON_LONG, POOLINGS, SCALES, STRATEGIES,
+                             choice_enum)
 
 Pooling = choice_enum("Pooling", POOLINGS)
 OnLong = choice_enum("OnLong", ON_LONG)
@@ -25,6 +26,7 @@ Quantize = choice_enum("Quantize", QUANTIZE)
 Strategy = choice_enum("Strategy", STRATEGIES)
 Scale = choice_enum("Scale", SCALES)
 Aggregation = choice_enum("Aggregation", AGGREGATIONS)
+Function = choice_enum("Function", FUNCTIONS)
 
 #: ``--backend`` for every model-running command: declare ``backend: BackendOption = DEFAULT_BACKEND`` (bertcli.backends)
 BackendOption = Annotated[Backend, typer.Option(
