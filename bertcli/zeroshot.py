@@ -140,7 +140,7 @@ class ZeroShotClassifier:
     contradiction: int = 0
     max_length: int | None = None
     batcher: Any = None  # bertcli.batching.TokenBudgetBatcher (its window counts texts)
-    token_types: bool | None = None  # None: `pair_token_types` decides on the first batch
+    token_types: bool | None = None  # None: decided on the first batch (the tokenizer's and the model's)
     stats: ZeroShotStats = field(default_factory=ZeroShotStats)
 
     def __post_init__(self) -> None:
@@ -241,41 +241,10 @@ class ZeroShotClassifier:
     def _forward(self, encodings: list):
         from bertcli.runner import batch_inputs
 
-        if self.token_types is None:
-            self.token_types = pair_token_types(self.model.resolved, self.tokenizer, self.model)
+        if self.token_types is None:  # the rule of every pair command (classify, rerank, nsp, sop): segment ids
+            self.token_types = bool(self.tokenizer.uses_token_types) and getattr(self.model, "accepts_token_types", True)
         out = self.model.run(*batch_inputs(encodings, self.tokenizer, with_types=self.token_types))
         return out.logits["logits"]
-
-
-def pair_token_types(resolved: ResolvedModel, tok: Any, model: Any) -> bool:
-    """Whether a pair's token type ids go to the model: when transformers' tokenizer for it gives them (its
-    ``model_input_names``; transformers 5's ALBERT and RoBERTa tokenizers do not, so the pipeline runs their
-    hypotheses as segment 0) and the model takes them; else as bertcli's tokenizer says."""
-    import json
-
-    if not getattr(model, "accepts_token_types", True):
-        return False
-    try:
-        from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING_NAMES, tokenizer_class_from_name
-    except ImportError:  # transformers is a core dependency; a broken install keeps bertcli's own rule
-        return bool(tok.uses_token_types)
-    tok_config: dict = {}
-    if resolved.has("tokenizer_config.json"):
-        try:
-            tok_config = json.loads(resolved.file("tokenizer_config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            tok_config = {}
-    tok_config = tok_config if isinstance(tok_config, dict) else {}
-    names = tok_config.get("model_input_names")  # the file may override the class's list, as transformers reads it
-    if not isinstance(names, list):
-        name = tok_config.get("tokenizer_class") or TOKENIZER_MAPPING_NAMES.get(str(resolved.config.get("model_type")))
-        if isinstance(name, (tuple, list)):
-            name = next((n for n in reversed(name) if n), None)
-        cls = tokenizer_class_from_name(str(name)) if name else None
-        if cls is None:
-            return bool(tok.uses_token_types)
-        names = list(getattr(cls, "model_input_names", ()))
-    return "token_type_ids" in names and bool(tok.uses_token_types)
 
 
 def _where(item: Any, ordinal: int) -> str:
