@@ -244,17 +244,27 @@ print(json.dumps({"codes": codes, "heavy": [m for m in ("torch", "transformers")
 """
 
 
-def test_warm_commands_import_neither_torch_nor_transformers(tiny_models, tiny_bert_qa, tmp_path):
-    """embed, fill-mask, qa and detect with their exports cached: onnxruntime and numpy only (one process)."""
+def test_warm_commands_import_neither_torch_nor_transformers(tiny_models, tiny_bert_qa, tiny_head, tmp_path):
+    """Every model command with its export cached (embed, fill-mask, qa, detect, classify, rerank, zero-shot,
+    tag, nsp): onnxruntime and numpy only (one process)."""
     out = tmp_path / "vectors.npy"
+    nli = tiny_head("bert", "ForSequenceClassification", id2label={0: "contradiction", 1: "neutral", 2: "entailment"})
+    cross, tagger = tiny_head("bert", "ForSequenceClassification", num_labels=1), tiny_head("bert", "ForTokenClassification")
+    pretrained = tiny_head("bert", "ForPreTraining")
     runs = [
         ["embed", "-m", str(tiny_models["bert"]), "a sentence", "-o", str(out)],
         ["fill-mask", "-m", str(tiny_models["roberta"]), "hello <mask> .", "-f", "json"],
         ["qa", "-m", str(tiny_bert_qa), "--question", "who?", "--context", "Ada wrote it.", "-f", "json"],
         ["detect", "-m", str(tiny_models["electra"]), "the chef ate the meal", "-f", "json"],
+        ["classify", "-m", str(nli), "a sentence", "-f", "json"],
+        ["zero-shot", "-m", str(nli), "a sentence", "--labels", "a,b", "-f", "json"],
+        ["rerank", "-m", str(cross), "-q", "cats", "a cat", "a dog", "-f", "json"],
+        ["tag", "-m", str(tagger), "john lives in paris", "-f", "json"],
+        ["nsp", "-m", str(pretrained), "it rained.", "we stayed in.", "-f", "json"],
     ]
     for folder, head in [(tiny_models["bert"], "base"), (tiny_models["roberta"], "mlm"),
-                         (tiny_bert_qa, "qa"), (tiny_models["electra"], "rtd")]:  # what a first run leaves cached
+                         (tiny_bert_qa, "qa"), (tiny_models["electra"], "rtd"), (nli, "seqcls"),
+                         (cross, "seqcls"), (tagger, "tokcls"), (pretrained, "nsp")]:  # what a first run leaves
         onnx_backend.ensure_export(resolve_model(str(folder)), head)
         load_tokenizer(resolve_model(str(folder)))  # legacy vocabularies: converted once, then cached
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -262,7 +272,7 @@ def test_warm_commands_import_neither_torch_nor_transformers(tiny_models, tiny_b
                           timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert report == {"codes": [0, 0, 0, 0], "heavy": []}, proc.stderr
+    assert report == {"codes": [0] * len(runs), "heavy": []}, proc.stderr
     assert "exporting" not in proc.stderr and out.is_file()
 
 
