@@ -242,12 +242,19 @@ class Ranked:
     document: Line
 
 
-def check_reranker(classifier: Classifier) -> None:
-    """A cross-encoder gives one score per pair: refuse a model with several labels."""
-    if len(classifier.labels) != 1:
+def check_reranker(resolved: Any) -> None:
+    """A cross-encoder gives one score per pair: refuse a model with several labels, from config.json alone
+    (before its weights load)."""
+    from types import SimpleNamespace
+
+    if not getattr(resolved, "has_config", True):
+        return  # a tokenizer only: loading says so
+    config = resolved.config
+    labels = labels_of(SimpleNamespace(**{k: config.get(k) for k in ("id2label", "num_labels")}))
+    if len(labels) != 1:
         raise ModelFileError(
-            f"{classifier.model.resolved.display_name} has {len(classifier.labels)} labels "
-            f"({', '.join(classifier.labels[:5])}); `bertcli rerank` needs a one-label cross-encoder",
+            f"{resolved.display_name} has {len(labels)} labels ({', '.join(labels[:5])}); "
+            "`bertcli rerank` needs a one-label cross-encoder",
             hint="score pairs by label with `bertcli classify --pairs`",
         )
 

@@ -33,6 +33,7 @@ os.environ.update(
 for _var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_ASSETS_CACHE", "HF_XET_CACHE"):
     os.environ.pop(_var, None)
 
+from tests.fixtures.checks import without_export_note  # noqa: E402
 from tests.fixtures.tiny_models import build_all  # noqa: E402
 
 
@@ -145,7 +146,9 @@ def run_cli(tmp_path: Path):
 
     ``input`` may be str (sent as UTF-8) or bytes (sent as is, for non-UTF-8 tests). ``stdout``/``stderr``
     are text (UTF-8, undecodable bytes replaced); the raw bytes are on ``.stdout_bytes``/``.stderr_bytes``
-    (for binary formats such as npy). Without ``input`` stdin is /dev/null (never the terminal), so the
+    (for binary formats such as npy). ``stderr`` leaves out the one-off "exporting … to ONNX once" status line
+    of ``--backend auto`` (`tests.fixtures.checks.EXPORT_NOTE`), which a run shows or not depending on what
+    earlier tests exported; ``stderr_bytes`` keeps it. Without ``input`` stdin is /dev/null (never the terminal), so the
     command sees an empty, non-interactive stdin. The working directory defaults to the test's tmp_path.
     """
 
@@ -174,7 +177,7 @@ def run_cli(tmp_path: Path):
             proc.args,
             proc.returncode,
             proc.stdout.decode("utf-8", errors="replace"),
-            proc.stderr.decode("utf-8", errors="replace"),
+            without_export_note(proc.stderr.decode("utf-8", errors="replace")),
         )
         result.stdout_bytes = proc.stdout
         result.stderr_bytes = proc.stderr

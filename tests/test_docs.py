@@ -37,6 +37,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.checks import EXPORT_NOTE
+
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 TINY_FOLDERS = {"AlbertModel": "albert", "RobertaModel": "roberta", "ElectraModel": "electra",
@@ -197,8 +199,6 @@ def _expected(lines: list[str]) -> tuple[list[str], int | None]:
     return lines, None
 
 
-#: the one-off "exporting … to ONNX once" line of --backend auto: shown by the first run of a model and head only
-_EXPORT_NOTE = re.compile(r"^exporting .+ to ONNX once \(cached in .+\)$")
 _DECIMAL = re.compile(r"-?\d+\.\d+")
 
 
@@ -276,8 +276,8 @@ def test_docs_examples_show_what_runs(docs_dir):
         for width in dict.fromkeys([widest, 100, 120]):  # the width the page was made at is not written down
             rc, lines = _run_on_terminal(ex.command, cwd=docs_dir, env={**env, "COLUMNS": str(width)}, width=width)
             actual = _normalise(lines)
-            if not any(_EXPORT_NOTE.match(line) for line in expected):  # made by whichever run came first
-                actual = [line for line in actual if not _EXPORT_NOTE.match(line)]
+            if not any(EXPORT_NOTE.match(line) for line in expected):  # made by whichever run came first
+                actual = [line for line in actual if not EXPORT_NOTE.match(line)]
             if _matches(expected, actual, ex.part) and (code is None or rc == code):
                 return None
         diff = "\n".join(difflib.unified_diff(expected, actual, "shown in the docs", "what runs", lineterm=""))

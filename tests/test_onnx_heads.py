@@ -172,7 +172,7 @@ def test_auto_chooses_onnx_unless_it_cannot_serve(tiny_models, monkeypatch):
     assert choose_backend(resolved, "mlm", backend="torch").name == "torch"
     with pytest.raises(UsageError, match="--backend onnx runs on the CPU"):
         choose_backend(resolved, "mlm", backend="onnx", device="cuda")
-    with pytest.raises(UsageError, match="--compute is for --backend torch"):
+    with pytest.raises(UsageError, match="--compute float16 needs --backend torch"):
         choose_backend(resolved, "mlm", backend="onnx", compute="float16")
     assert choose_backend(resolved, "base", quantize="int8").name == "onnx"  # only ONNX runs int8 weights
 

@@ -80,7 +80,7 @@ def test_every_model_reference_completes(complete):
     (["embed", "--on-long", "skip", "x"],
      "error: Invalid value for '--on-long': 'skip' is not one of 'truncate', 'error'; see 'bertcli embed --help'"),
     (["embed", "--backend", "tf", "x"],
-     "error: Invalid value for '--backend': 'tf' is not one of 'torch', 'onnx'; see 'bertcli embed --help'"),
+     "error: Invalid value for '--backend': 'tf' is not one of 'auto', 'torch', 'onnx'; see 'bertcli embed --help'"),
     (["embed", "--quantize", "int4", "x"],
      "error: Invalid value for '--quantize': 'int4' is not one of 'int8'; see 'bertcli embed --help'"),
     (["embed", "-f", "ids", "x"],

@@ -67,7 +67,9 @@ def test_top_k_file_input_and_activation(reranker, tmp_path):
     import torch
 
     logits = model.predict([(QUERY, d) for d in DOCS], activation_fn=torch.nn.Identity())
-    assert {r["corpus_id"]: r["score"] for r in raw} == pytest.approx(dict(enumerate(map(float, logits))), abs=TOL)
+    # raw logits of a wide-init head (|x| up to ~3): ONNX Runtime (the default) agrees with torch to ~1e-5
+    # relative, within issue 17's 1e-4; the sigmoid scores above and below stay within TOL
+    assert {r["corpus_id"]: r["score"] for r in raw} == pytest.approx(dict(enumerate(map(float, logits))), abs=1e-4)
 
     queries = tmp_path / "q.jsonl"
     queries.write_text(json.dumps({"query": QUERY, "docs": DOCS}) + "\n\n"

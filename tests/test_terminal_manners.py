@@ -99,12 +99,13 @@ def _run_with_terminal_stderr(args: list[str]) -> tuple[int, bytes, str]:
 
 
 def test_model_load_shows_a_spinner_on_stderr_only(tiny_electra):
+    # --backend torch: a load slower than the spinner's 0.3 s delay (a warm ONNX load is quicker, and shows none)
     code, out, err = _run_with_terminal_stderr(["detect", "The chef cooked the meal.", "-m", str(tiny_electra),
-                                                "-f", "jsonl"])
+                                                "-f", "jsonl", "--backend", "torch"])
     assert code == 0, err
     assert f"loading {tiny_electra} …" in err
     [rec] = [json.loads(line) for line in out.decode().splitlines()]  # stdout holds the record and nothing else
     assert rec["line"] == 1
     code, out, err = _run_with_terminal_stderr(["detect", "The chef cooked the meal.", "-m", str(tiny_electra),
-                                                "-f", "jsonl", "-q"])
+                                                "-f", "jsonl", "-q", "--backend", "torch"])
     assert code == 0 and "loading" not in err and len(out.decode().splitlines()) == 1

@@ -38,7 +38,8 @@ def test_catalog_facts():
     assert rows["ALBERT"]["tricks"] == ["factorized embedding", "cross-layer sharing"]
     assert rows["BERT"]["tricks"] == rows["RoBERTa"]["tricks"] == rows["SpanBERT"]["tricks"] == []
     assert {k: r["mask_strategy"] for k, r in rows.items()} == {
-        "BERT": "static", "ALBERT": "ngram", "RoBERTa": "dynamic", "ELECTRA": "dynamic", "SpanBERT": "span"}
+        "BERT": "static", "ALBERT": "ngram", "RoBERTa": "dynamic", "ELECTRA": "dynamic", "SpanBERT": "span",
+        "DeBERTa": "dynamic", "ModernBERT": "dynamic"}
     assert {r["mask_strategy"] for r in rows.values()} <= set(STRATEGIES)  # each one `bertcli mask` has
     assert all(set(r["objectives"]) <= set(OBJECTIVES) for r in rows.values())
     json.dumps(catalog())  # plain JSON

@@ -72,9 +72,9 @@ def rerank(
     if first is None:
         raise UsageError(f"{input_file}: no queries")
     resolved = resolve(model)
+    check_reranker(resolved)
     with output.loading(resolved.display_name):
         classifier = load_classifier(resolved, options, rerank=True)
-    check_reranker(classifier)
     with_text = return_documents or fmt_resolved == "table"  # the table shows each document
 
     def records():
