@@ -4,13 +4,11 @@ and pairs, with and without ``problem_type``, with 1, 2 and 3 labels; and one-li
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 
 import pytest
 
-from bertcli import cli
+from tests.fixtures.checks import run_in_process
 
 TOL = 1e-5
 TEXTS = ["It was a great day", "hello", "The food was cold and the waiter rude, but the view made up for it.",
@@ -33,14 +31,8 @@ IDS = [f"{family}-{cfg.get('num_labels', len(cfg.get('id2label', {})))}-{cfg.get
 
 def run(argv: list) -> tuple[int, str, str]:
     """`bertcli ARGV` in this process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            cli.main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code or 0
-    return code, out.getvalue(), err.getvalue()
+    proc = run_in_process(*argv)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def classify_json(argv: list) -> list[dict]:

@@ -4,16 +4,12 @@ classification heads."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-from types import SimpleNamespace
 
 import pytest
 
-from bertcli import cli
 from bertcli.resolve import resolve_model
-from tests.fixtures.checks import one_line_error
+from tests.fixtures.checks import one_line_error, run_in_process
 from tests.fixtures.tiny_models import HEAD_FAMILIES
 
 transformers = pytest.importorskip("transformers")
@@ -34,16 +30,7 @@ def nli_model(tiny_head, family: str, **config):
                      **{**WIDE, **config})
 
 
-def run(*argv) -> SimpleNamespace:
-    """`bertcli ARGV` in this process: returncode, stdout, stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            cli.main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code or 0
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+run = run_in_process
 
 
 def records(*argv) -> list[dict]:
