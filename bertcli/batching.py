@@ -10,12 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 DEFAULT_MAX_TOKENS = 8192
+#: token budget per batch of a model command when none is given (`token_budget`): small batches stay in CPU
+#: caches; accelerators want big ones
+CPU_MAX_TOKENS = 1024
+ACCELERATOR_MAX_TOKENS = 16384
+ONNX_MAX_TOKENS = 1024  # ONNX Runtime on CPU: see docs/onnx.md for the measurement
 DEFAULT_WINDOW = 4096
 
 
@@ -94,3 +99,41 @@ class TokenBudgetBatcher:
 def padded_tokens(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> int:
     """Tokens the padded tensors hold in total (rows × longest row, summed): a measure of waste."""
     return sum(len(b) * max((lengths[i] for i in b), default=0) for b in batches)
+
+
+def token_budget(max_tokens: int | None, model: Any) -> int:
+    """The tokens per batch of a model command: ``--max-tokens`` when given, else the default of the model's
+    backend and device (ONNX Runtime, a CPU, or an accelerator)."""
+    if max_tokens is not None:
+        return max_tokens
+    if model.name == "onnx":
+        return ONNX_MAX_TOKENS
+    return CPU_MAX_TOKENS if str(model.device).split(":")[0] == "cpu" else ACCELERATOR_MAX_TOKENS
+
+
+_libc_trim: Any = None
+
+
+def trim_heap() -> None:
+    """Give freed heap pages back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Every batch has another shape; glibc keeps the freed activations as fragmented heap, so the resident size
+    creeps up batch after batch (measured on MiniLM: +230 MiB over 2,000 sentences). Trimming after each batch
+    keeps the peak flat for about 5% more CPU time.
+    """
+    global _libc_trim
+    if _libc_trim is None:
+        _libc_trim = False
+        try:
+            import ctypes
+            import ctypes.util
+
+            name = ctypes.util.find_library("c")
+            libc = ctypes.CDLL(name) if name else None
+            _libc_trim = getattr(libc, "malloc_trim", False) or False
+        except (OSError, AttributeError):
+            _libc_trim = False
+    if _libc_trim:
+        _libc_trim(0)
+
+

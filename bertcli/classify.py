@@ -132,7 +132,7 @@ class Classifier:
                 yield from self._window(window, on_batch)
 
     def _window(self, window: list[Item], on_batch: Callable[[int], None] | None) -> list[Classification]:
-        from bertcli.embed import _trim_heap
+        from bertcli.batching import trim_heap
 
         encodings = self._encode(window)
         lengths = [len(e.ids) for e in encodings]
@@ -140,7 +140,7 @@ class Classifier:
         for batch in self.batcher.plan(lengths):
             logits = self._forward([encodings[i] for i in batch])
             scores = apply(self.function, logits)
-            _trim_heap()
+            trim_heap()
             for row, i in enumerate(batch):
                 results[i] = Classification(window[i], scores[row], bool(encodings[i].overflowing))
             self.stats.batches += 1
@@ -205,10 +205,9 @@ def cross_encoder_function(config: Any) -> str:
 def load_classifier(resolved: Any, options: ClassifyOptions | None = None, *, rerank: bool = False) -> Classifier:
     """The ``seqcls`` head of ``resolved`` and its tokenizer, as ``options`` say; ``rerank`` takes the
     CrossEncoder's default score function instead of the pipeline's."""
-    from types import SimpleNamespace
-
     from bertcli.backends import load_backend
-    from bertcli.embed import _max_length_of, _token_budget
+    from bertcli.batching import token_budget
+    from bertcli.embed import max_length_of
     from bertcli.modelfiles import check_vocab_fits
     from bertcli.tokenizer import load_tokenizer
 
@@ -216,12 +215,12 @@ def load_classifier(resolved: Any, options: ClassifyOptions | None = None, *, re
     options.check()
     tokenizer = load_tokenizer(resolved)
     check_vocab_fits(tokenizer, resolved)
-    max_length = _max_length_of(options, None, resolved, tokenizer)
+    max_length = max_length_of(options, None, resolved, tokenizer)
     model = load_backend(resolved, "seqcls", backend=options.backend, device=options.device,
                          threads=options.threads, tokenizer=tokenizer)
     config = model.config
     function = options.function or (cross_encoder_function(config) if rerank else default_function(config))
-    budget = _token_budget(SimpleNamespace(max_tokens=options.max_tokens, backend=options.backend), model)
+    budget = token_budget(options.max_tokens, model)
     return Classifier(model=model, tokenizer=tokenizer, labels=labels_of(config), function=function,
                       max_length=max_length,
                       batcher=TokenBudgetBatcher(max_tokens=budget, max_batch=options.batch_size,

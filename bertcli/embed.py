@@ -26,17 +26,12 @@ from typing import IO, Any
 
 import numpy as np
 
-from bertcli.batching import DEFAULT_WINDOW, TokenBudgetBatcher
+from bertcli.batching import DEFAULT_WINDOW, TokenBudgetBatcher, token_budget, trim_heap
 from bertcli.choices import COMPUTE, ON_LONG, POOLINGS
 from bertcli.errors import BadInputError, ModelFileError, UsageError
 from bertcli.inputs import line_label
 from bertcli.limits import token_limit
 from bertcli.pooling import pool
-
-#: token budget per batch when none is given: small batches stay in CPU caches; accelerators want big ones
-CPU_MAX_TOKENS = 1024
-ACCELERATOR_MAX_TOKENS = 16384
-ONNX_MAX_TOKENS = 1024  # ONNX Runtime on CPU: see docs/onnx.md for the measurement
 
 #: sentence-transformers pooling flags → our pooling name (the ones we reproduce exactly)
 _ST_POOLING_FLAGS = {
@@ -282,7 +277,7 @@ class Embedder:
             results: list = [None] * len(window)
             for batch in plan:
                 outputs = self._forward([encodings[i] for i in batch])
-                _trim_heap()
+                trim_heap()
                 for i, vec in zip(batch, outputs):
                     results[i] = vec
                 self.stats.batches += 1
@@ -351,32 +346,6 @@ class Embedder:
         return list(vectors)
 
 
-_libc_trim: Any = None
-
-
-def _trim_heap() -> None:
-    """Give freed heap pages back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
-
-    Every batch has another shape; glibc keeps the freed activations as fragmented heap, so the resident size
-    creeps up batch after batch (measured on MiniLM: +230 MiB over 2,000 sentences). Trimming after each batch
-    keeps the peak flat for about 5% more CPU time.
-    """
-    global _libc_trim
-    if _libc_trim is None:
-        _libc_trim = False
-        try:
-            import ctypes
-            import ctypes.util
-
-            name = ctypes.util.find_library("c")
-            libc = ctypes.CDLL(name) if name else None
-            _libc_trim = getattr(libc, "malloc_trim", False) or False
-        except (OSError, AttributeError):
-            _libc_trim = False
-    if _libc_trim:
-        _libc_trim(0)
-
-
 def normalize_layer(layer: int | None, num_layers: int) -> int | None:
     """--layer N → an index into hidden_states (0 = embeddings … num_layers = last); None means the last."""
     if layer is None:
@@ -415,8 +384,7 @@ class EmbedOptions:
 
     ``pooling``/``normalize``/``max_length`` left as None take a sentence-transformers folder's own settings
     (else mean pooling, no normalization, the model's maximum length). ``max_tokens`` None picks a token
-    budget for the backend and device (ONNX_MAX_TOKENS for onnx, CPU_MAX_TOKENS on cpu, ACCELERATOR_MAX_TOKENS
-    elsewhere). ``backend="onnx"`` runs the encoder on ONNX Runtime (CPU; exported once into bertcli's cache, see
+    budget for the backend and device (`bertcli.batching.token_budget`). ``backend="onnx"`` runs the encoder on ONNX Runtime (CPU; exported once into bertcli's cache, see
     `bertcli.backends.onnx`), optionally ``quantize="int8"``; its intra-op threads default to the physical cores
     / ``workers``.
     """
@@ -469,7 +437,7 @@ def load_embedder(resolved: Any, options: EmbedOptions | None = None, **override
     pooling, normalize = _pooling_of(options, st)
     tokenizer = load_tokenizer(resolved)
     check_vocab_fits(tokenizer, resolved)
-    max_length = _max_length_of(options, st, resolved, tokenizer)
+    max_length = max_length_of(options, st, resolved, tokenizer)
     model = load_backend(resolved, "base", backend=options.backend, device=options.device, threads=options.threads,
                          workers=options.workers, quantize=options.quantize, compute=options.compute,
                          features=("hidden_states",) if options.layer is not None else ())
@@ -482,7 +450,7 @@ def load_embedder(resolved: Any, options: EmbedOptions | None = None, **override
         max_length=max_length,
         on_long=options.on_long,
         compute=options.compute,
-        batcher=TokenBudgetBatcher(max_tokens=_token_budget(options, model), max_batch=options.batch_size,
+        batcher=TokenBudgetBatcher(max_tokens=token_budget(options.max_tokens, model), max_batch=options.batch_size,
                                    window=options.window, sort=options.sort),
         sentence_transformers=st,
     )
@@ -499,7 +467,7 @@ def _pooling_of(options: EmbedOptions, st: SentenceTransformersSetup | None) -> 
     return pooling or "mean", normalize
 
 
-def _max_length_of(options: EmbedOptions, st: SentenceTransformersSetup | None, resolved: Any,
+def max_length_of(options: EmbedOptions, st: SentenceTransformersSetup | None, resolved: Any,
                    tokenizer: Any) -> int | None:
     """The token limit texts are cut to: --max-length (checked against the model's), else the
     sentence-transformers folder's max_seq_length, else the model's own limit."""
@@ -520,15 +488,6 @@ def _max_length_of(options: EmbedOptions, st: SentenceTransformersSetup | None, 
             hint=f"fix the file, or give --max-length {limit}",
         )
     return st.max_seq_length if st and st.max_seq_length else limit
-
-
-def _token_budget(options: EmbedOptions, model: Any) -> int:
-    """--max-tokens, else the default budget of the backend and device."""
-    if options.max_tokens is not None:
-        return options.max_tokens
-    if model.name == "onnx":
-        return ONNX_MAX_TOKENS
-    return CPU_MAX_TOKENS if str(model.device).split(":")[0] == "cpu" else ACCELERATOR_MAX_TOKENS
 
 
 def cosine_matrix(vectors: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bertcli.batching import TokenBudgetBatcher
+from bertcli.batching import TokenBudgetBatcher, token_budget
 from bertcli.errors import BadInputError, UsageError
 from bertcli.inputs import Line, line_label
 from bertcli.resolve import ResolvedModel
@@ -34,7 +34,6 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
 THRESHOLD = 0.5
 #: pairs read, batched by tokens and scored at a time (small: records stream as they are ready)
 WINDOW = 64
-MAX_TOKENS = 2048
 
 #: where a text is split into sentences: whitespace after . ! ? … (or after one of them and a closing quote or
 #: bracket)
@@ -124,7 +123,7 @@ class PairScorer:
 
     def score(self, pairs: Iterable[Pair], *, swap: bool = False) -> Iterator[PairScore]:
         """Score pairs in token-budget batches, yielding in input order, one window of pairs at a time."""
-        batcher = TokenBudgetBatcher(max_tokens=MAX_TOKENS, window=WINDOW)
+        batcher = TokenBudgetBatcher(max_tokens=token_budget(None, self.backend), window=WINDOW)
         for window in batcher.windows(pairs):
             forward, cut = self._encode([(p.a, p.b) for p in window])
             backward = self._encode([(p.b, p.a) for p in window])[0] if swap else None

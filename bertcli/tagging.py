@@ -212,36 +212,43 @@ class TagOptions:
     max_length: int | None = None
     stride: int | None = None
     batch_size: int | None = None
-    max_tokens: int = 8192
+    max_tokens: int | None = None  # None: the backend's and device's default (batching.token_budget)
     device: str = "cpu"
     threads: int | None = None
     backend: str = "torch"
+
+
+def window_geometry(config: Any, tok: Any, options: TagOptions) -> tuple[int, int, int]:
+    """(window length, special tokens per window, stride) from the model's config and tokenizer, checked before
+    the model loads: a bad --max-length or --stride is a `UsageError`."""
+    from bertcli.limits import token_limit
+
+    limit = token_limit(config, tok.model_max_length)
+    max_length = options.max_length or limit or 512
+    if limit and max_length > limit:
+        raise UsageError(f"--max-length {max_length} is more than the model takes ({limit} tokens)")
+    specials = tok.backend.num_special_tokens_to_add(False)
+    content = max_length - specials
+    if content < 1:
+        raise UsageError(f"--max-length {max_length} leaves no room for text beside the model's "
+                         f"{specials} special tokens")
+    stride = min(DEFAULT_STRIDE, content // 2) if options.stride is None else options.stride
+    if stride >= content:
+        raise UsageError(f"--stride {stride} must be less than the {content} text tokens a window of "
+                         f"{max_length} holds")
+    return max_length, specials, stride
 
 
 class Tagger:
     """A loaded token-classification model and its tokenizer; `tag` streams entity lists in input order."""
 
     def __init__(self, model: Any, tok: Any, id2label: dict[int, str], options: TagOptions):
-        from bertcli.limits import token_limit
-
         self.model = model
         self.tok = tok
         self.id2label = id2label
         self.options = options
         self.decoder = Decoder(tok, id2label, options.aggregation)
-        limit = token_limit(model.config, tok.model_max_length)
-        self.max_length = options.max_length or limit or 512
-        if limit and self.max_length > limit:
-            raise UsageError(f"--max-length {self.max_length} is more than the model takes ({limit} tokens)")
-        self.specials = tok.backend.num_special_tokens_to_add(False)
-        content = self.max_length - self.specials
-        if content < 1:
-            raise UsageError(f"--max-length {self.max_length} leaves no room for text beside the model's "
-                             f"{self.specials} special tokens")
-        self.stride = min(DEFAULT_STRIDE, content // 2) if options.stride is None else options.stride
-        if self.stride >= content:
-            raise UsageError(f"--stride {self.stride} must be less than the {content} text tokens a window of "
-                             f"{self.max_length} holds")
+        self.max_length, self.specials, self.stride = window_geometry(model.config, tok, options)
 
     def windows(self, texts: Sequence[str]) -> list[list[Any]]:
         """Each text's windows (`tokenizers` encodings with special tokens), as the pipeline's stride= makes them."""
@@ -263,11 +270,12 @@ class Tagger:
             yield from self._tag_chunk(chunk)
 
     def _tag_chunk(self, texts: list[str]) -> list[list[dict]]:
-        from bertcli.batching import TokenBudgetBatcher
+        from bertcli.batching import TokenBudgetBatcher, token_budget
         from bertcli.runner import batch_inputs
 
         items = [(i, w, enc) for i, wins in enumerate(self.windows(texts)) for w, enc in enumerate(wins)]
-        batcher = TokenBudgetBatcher(max_tokens=self.options.max_tokens, max_batch=self.options.batch_size,
+        batcher = TokenBudgetBatcher(max_tokens=token_budget(self.options.max_tokens, self.model),
+                                     max_batch=self.options.batch_size,
                                      window=max(1, len(items)))
 
         def run(batch):
@@ -294,6 +302,7 @@ def load_tagger(resolved: ResolvedModel, options: TagOptions) -> Tagger:
 
     check_head(resolved, "tokcls")
     tok = load_tokenizer(resolved)
+    window_geometry(resolved.config, tok, options)  # bad --max-length/--stride: refused before the model loads
     model = load_backend(resolved, "tokcls", backend=options.backend, device=options.device, tokenizer=tok,
                          threads=options.threads)
     return Tagger(model, tok, label_map(resolved.config), options)

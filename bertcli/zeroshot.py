@@ -269,8 +269,7 @@ def load_zero_shot(
 ) -> ZeroShotClassifier:
     """Check the model (head, labels), then load its tokenizer and ``seqcls`` head; refusals come before loading."""
     from bertcli.backends import load_backend
-    from bertcli.batching import DEFAULT_WINDOW, TokenBudgetBatcher
-    from bertcli.embed import ACCELERATOR_MAX_TOKENS, CPU_MAX_TOKENS
+    from bertcli.batching import DEFAULT_WINDOW, TokenBudgetBatcher, token_budget
     from bertcli.limits import token_limit
     from bertcli.tokenizer import load_tokenizer
 
@@ -281,9 +280,7 @@ def load_zero_shot(
     if max_length is not None and limit is not None and max_length > limit:
         raise UsageError(f"--max-length {max_length} is more than this model's maximum of {limit} tokens")
     model = load_backend(resolved, "seqcls", backend=backend, device=device, tokenizer=tok, threads=threads)
-    if max_tokens is None:
-        max_tokens = CPU_MAX_TOKENS if str(model.device).split(":")[0] == "cpu" else ACCELERATOR_MAX_TOKENS
-    batcher = TokenBudgetBatcher(max_tokens=max_tokens, max_batch=batch_size,
+    batcher = TokenBudgetBatcher(max_tokens=token_budget(max_tokens, model), max_batch=batch_size,
                                  window=max(1, DEFAULT_WINDOW // len(labels)))
     return ZeroShotClassifier(model=model, tokenizer=tok, labels=labels, template=template, multi_label=multi_label,
                               entailment=entail, contradiction=contra, max_length=max_length or limit,
