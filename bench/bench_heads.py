@@ -23,13 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_embed import run, sentences  # noqa: E402 - the shared generator and process timer
+from common import cpu_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -152,16 +152,6 @@ def bench_memory(py: str, model: Path, work: Path, env: dict, big: int) -> list[
         rows.append({"lines": n, **{k: round(v, 2) for k, v in r.items()}, "lines_per_s": round(n / r["wall_s"], 1)})
         path.unlink()
     return rows
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -87,3 +88,14 @@ def matmul_floor(config_path: Path, n_tokens: int, baseline_s: float, *, threads
     floor = n_tokens * flops_per_token / (gflops * 1e9)
     return {"gflop_per_s": gflops, "flops_per_token": flops_per_token, "floor_s": floor,
             "ratio_to_baseline": floor / baseline_s, "threads": threads}
+
+
+def cpu_name() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (for the benchmark pages), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
