@@ -608,6 +608,17 @@ def _join_watchdog(address: str, timeout: float):
     return timer
 
 
+def _first_reason(exc: BaseException) -> str:
+    """One line for why Ray failed: its first line, and when that only introduces a server's traceback
+    ("Initialization failure from server:"), the traceback's last line, which names the cause."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[-1]}"
+    return lines[0]
+
+
 def start_ray(address: str | None, *, cpus: int) -> bool:
     """Connect to ``address`` (``auto`` or ``ray://host:port``) or start a local runtime on 127.0.0.1.
 
@@ -638,7 +649,7 @@ def start_ray(address: str | None, *, cpus: int) -> bool:
             finally:
                 watchdog.cancel()
     except Exception as exc:  # noqa: BLE001 - connection errors come in many types
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = _first_reason(exc)
         if address:
             raise RayClusterError(f"cannot join the Ray cluster at {address}: {first}") from exc
         raise RayEngineError(f"cannot start a local Ray runtime: {first}") from exc

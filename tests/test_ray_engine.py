@@ -231,6 +231,27 @@ def test_missing_ray_names_the_extra(monkeypatch):
     assert info.value.exit_code == 7
 
 
+def test_a_join_failure_is_one_line_that_names_the_cause(monkeypatch):
+    # Ray Client sends the server's whole traceback after an introducing line; the user needs its last line.
+    server = ("Initialization failure from server:\nTraceback (most recent call last):\n  File \"proxier.py\", "
+              "line 770, in Datapath\n    raise RuntimeError(\nRuntimeError: Proxy failed to Connect to backend!\n")
+
+    def refuse(**kwargs):
+        raise ConnectionAbortedError(server)
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with pytest.raises(engine.RayClusterError) as info:
+        engine.start_ray("ray://10.0.0.9:10001", cpus=1)
+    assert str(info.value).splitlines() == [
+        "cannot join the Ray cluster at ray://10.0.0.9:10001: Initialization failure from server: "
+        "RuntimeError: Proxy failed to Connect to backend!"]
+    assert info.value.exit_code == 8
+    monkeypatch.setattr(ray, "init", lambda **kwargs: (_ for _ in ()).throw(ConnectionError("refused\nmore")))
+    with pytest.raises(engine.RayClusterError, match=r"10001: refused$"):
+        engine.start_ray("ray://10.0.0.9:10001", cpus=1)
+
+
 def test_a_killed_worker_is_restarted_and_its_shard_redone(ray_runtime, tiny_models, tmp_path):
     texts = corpus(24, seed=9)
     src = tmp_path / "in.txt"

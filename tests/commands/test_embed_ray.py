@@ -139,6 +139,16 @@ def _kill_namespace_processes(ns: str) -> None:
         time.sleep(2)
 
 
+def _ray_client_logs(ray_tmp: str) -> str:
+    """The tail of the head's Ray Client server logs: why a ray:// join failed is written there, not to the client."""
+    tails = []
+    for log in sorted(Path(ray_tmp).glob("session_latest/logs/ray_client_server*")):
+        lines = log.read_text(errors="replace").splitlines()[-15:]
+        if lines:
+            tails.append(f"--- {log.name}\n" + "\n".join(lines))
+    return "\n" + "\n".join(tails) if tails else ""
+
+
 @pytest.mark.skipif(os.environ.get("BERTCLI_SKIP_NETNS") == "1", reason="BERTCLI_SKIP_NETNS=1")
 def test_two_node_cluster_in_network_namespaces(tiny_models, tmp_path):
     _needs_ray()
@@ -150,6 +160,10 @@ def test_two_node_cluster_in_network_namespaces(tiny_models, tmp_path):
     # a busy CI machine can take over the default 30 s to join through Ray Client: this test is about the three
     # addresses working, not about the join's time limit
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO), "BERTCLI_RAY_CONNECT_TIMEOUT": "150"}
+    # ... and the same on the head's side: its Ray Client proxy waits 30 s for the per-client server it starts,
+    # which gives up after 30 s without a client; on a loaded CI machine that once failed the ray:// join
+    # ("Initialization failure from server"). Only the head started in this test's namespace sees these.
+    head_env = {**env, "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "150", "TIMEOUT_FOR_SPECIFIC_SERVER_S": "150"}
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # set for loopback runtimes; it forbids `ray start` clusters
     ray_bin = str(Path(sys.executable).with_name("ray"))
     head, port = "10.231.0.1", "6399"
@@ -167,7 +181,7 @@ def test_two_node_cluster_in_network_namespaces(tiny_models, tmp_path):
             _sh("ip", "-n", ns, "link", "set", "lo", "up")
         _sh("ip", "netns", "exec", ns_a, ray_bin, "start", "--head", f"--node-ip-address={head}", f"--port={port}",
             "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats",
-            f"--temp-dir={ray_tmp}", env=env)
+            f"--temp-dir={ray_tmp}", env=head_env)
         _sh("ip", "netns", "exec", ns_b, ray_bin, "start", f"--address={head}:{port}", "--node-ip-address=10.231.0.2",
             "--num-cpus=1", "--disable-usage-stats", env=env)
         texts = [f"line {i} of the two node test" for i in range(40)]
@@ -186,7 +200,7 @@ def test_two_node_cluster_in_network_namespaces(tiny_models, tmp_path):
                  "ray", "--address", address, "--workers", "2", "--file", "in.txt", "-o", f"vecs-{label}",
                  "--shard-rows", "5"],
                 capture_output=True, text=True, env={**env, **extra}, cwd=tmp_path, timeout=300)
-            assert proc.returncode == 0, f"--address {address}: {proc.stderr}"
+            assert proc.returncode == 0, f"--address {address}: {proc.stderr}{_ray_client_logs(ray_tmp)}"
             ids, got = _vectors(tmp_path / f"vecs-{label}")
             assert ids == list(range(40)), address
             cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
