@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from bertcli.backends import DEFAULT_BACKEND
 from bertcli.batching import DEFAULT_WINDOW, TokenBudgetBatcher
 from bertcli.errors import BadInputError, ModelFileError, UsageError
 from bertcli.inputs import Line, check_utf8, line_label
@@ -95,7 +96,7 @@ class ClassifyOptions:
     threads: int | None = None
     max_tokens: int | None = None
     batch_size: int | None = None
-    backend: str = "torch"
+    backend: str = DEFAULT_BACKEND
     window: int = DEFAULT_WINDOW
     function: str | None = None  # softmax | sigmoid | none; None: the pipeline's default for the model
 

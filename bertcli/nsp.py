@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from bertcli.backends import DEFAULT_BACKEND
 from bertcli.batching import TokenBudgetBatcher, token_budget
 from bertcli.errors import BadInputError, UsageError
 from bertcli.inputs import Line, line_label
@@ -202,7 +203,7 @@ def _first_probability(logits) -> Any:
     return softmax(logits)[:, 0]
 
 
-def load_scorer(resolved: ResolvedModel, objective: str, *, backend: str = "torch", device: str = "cpu",
+def load_scorer(resolved: ResolvedModel, objective: str, *, backend: str = DEFAULT_BACKEND, device: str = "cpu",
                 threads: int | None = None) -> PairScorer:
     """The model's NSP or SOP head and its tokenizer; a model without that head is refused (exit 6), naming a
     checkpoint that has one."""

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from bertcli.backends import DEFAULT_BACKEND
 from bertcli.choices import AGGREGATIONS
 from bertcli.errors import UsageError
 from bertcli.resolve import ResolvedModel
@@ -215,7 +216,7 @@ class TagOptions:
     max_tokens: int | None = None  # None: the backend's and device's default (batching.token_budget)
     device: str = "cpu"
     threads: int | None = None
-    backend: str = "torch"
+    backend: str = DEFAULT_BACKEND
 
 
 def window_geometry(config: Any, tok: Any, options: TagOptions) -> tuple[int, int, int]:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bertcli.backends import DEFAULT_BACKEND
 from bertcli.errors import ModelFileError, UsageError
 from bertcli.resolve import ResolvedModel
 
@@ -260,7 +261,7 @@ def load_zero_shot(
     *,
     template: str = DEFAULT_TEMPLATE,
     multi_label: bool = False,
-    backend: str = "torch",
+    backend: str = DEFAULT_BACKEND,
     device: str = "cpu",
     threads: int | None = None,
     batch_size: int | None = None,

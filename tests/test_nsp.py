@@ -37,12 +37,12 @@ def albert_pt(tiny_head):
 
 @pytest.fixture(scope="module")
 def nsp_scorer(bert_pt):
-    return load_scorer(resolve_model(str(bert_pt)), "nsp", device="cpu")
+    return load_scorer(resolve_model(str(bert_pt)), "nsp", backend="torch", device="cpu")
 
 
 @pytest.fixture(scope="module")
 def sop_scorer(albert_pt):
-    return load_scorer(resolve_model(str(albert_pt)), "sop", device="cpu")
+    return load_scorer(resolve_model(str(albert_pt)), "sop", backend="torch", device="cpu")
 
 
 def reference(folder, pairs, output: str):

@@ -38,7 +38,7 @@ def loaded(tiny_head):
     for family in FAMILIES:
         folder = tiny_head(family, "ForTokenClassification", id2label=TAG_LABELS)
         model = AutoModelForTokenClassification.from_pretrained(folder).eval()
-        out[family] = (folder, model, load_tagger(resolve_model(str(folder)), TagOptions(device="cpu")))
+        out[family] = (folder, model, load_tagger(resolve_model(str(folder)), TagOptions(device="cpu", backend="torch")))
     return out
 
 

@@ -211,7 +211,7 @@ def test_a_long_text_is_tokenized_from_a_prefix(tiny_head):
     are the whole text's: the pipeline equality above holds for LONG), not whole, once per label."""
     from bertcli.zeroshot import load_zero_shot
 
-    zs = load_zero_shot(resolve_model(str(nli_model(tiny_head, "bert"))), ["a", "b"], max_length=32)
+    zs = load_zero_shot(resolve_model(str(nli_model(tiny_head, "bert"))), ["a", "b"], max_length=32, backend="torch")
     prefix = zs._premise(LONG)
     assert LONG.startswith(prefix) and len(prefix) < len(LONG) // 2
     assert zs._premise("short text") == "short text"
