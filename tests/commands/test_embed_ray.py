@@ -161,9 +161,8 @@ def test_two_node_cluster_in_network_namespaces(tiny_models, tmp_path):
     # addresses working, not about the join's time limit
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO), "BERTCLI_RAY_CONNECT_TIMEOUT": "150"}
     # ... and the same on the head's side: its Ray Client proxy waits 30 s for the per-client server it starts,
-    # which gives up after 30 s without a client; on a loaded CI machine that once failed the ray:// join
-    # ("Initialization failure from server"). Only the head started in this test's namespace sees these.
-    head_env = {**env, "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "150", "TIMEOUT_FOR_SPECIFIC_SERVER_S": "150"}
+    # which gives up after 30 s without a client. Only the head started in this test's namespace sees these.
+    head_env = {**env, "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "60", "TIMEOUT_FOR_SPECIFIC_SERVER_S": "60"}
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # set for loopback runtimes; it forbids `ray start` clusters
     ray_bin = str(Path(sys.executable).with_name("ray"))
     head, port = "10.231.0.1", "6399"
@@ -195,11 +194,16 @@ def test_two_node_cluster_in_network_namespaces(tiny_models, tmp_path):
         # wrote in its temp dir, which RAY_TMPDIR points at); and Ray Client (`ray://`, port 10001 by default).
         for label, address, extra in (("gcs", f"{head}:{port}", {}), ("auto", "auto", {"RAY_TMPDIR": ray_tmp}),
                                       ("client", f"ray://{head}:10001", {})):
-            proc = subprocess.run(
-                ["ip", "netns", "exec", ns_a, sys.executable, "-m", "bertcli", "embed", "-m", str(model), "--engine",
-                 "ray", "--address", address, "--workers", "2", "--file", "in.txt", "-o", f"vecs-{label}",
-                 "--shard-rows", "5"],
-                capture_output=True, text=True, env={**env, **extra}, cwd=tmp_path, timeout=300)
+            cmd = ["ip", "netns", "exec", ns_a, sys.executable, "-m", "bertcli", "embed", "-m", str(model), "--engine",
+                   "ray", "--address", address, "--workers", "2", "--file", "in.txt", "-o", f"vecs-{label}",
+                   "--shard-rows", "5"]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env={**env, **extra}, cwd=tmp_path, timeout=300)
+            if proc.returncode == 8 and label == "client":
+                # Ray's own client server fails to start a session now and then (1 run in 11 here, and once in
+                # CI: "Initialization failure from server"); bertcli reports it as it should (exit 8, the server's
+                # cause). What this test checks is that the address works: the join is tried once more.
+                proc = subprocess.run(cmd, capture_output=True, text=True, env={**env, **extra}, cwd=tmp_path,
+                                      timeout=300)
             assert proc.returncode == 0, f"--address {address}: {proc.stderr}{_ray_client_logs(ray_tmp)}"
             ids, got = _vectors(tmp_path / f"vecs-{label}")
             assert ids == list(range(40)), address
