@@ -21,6 +21,7 @@ DEFAULT_MAX_TOKENS = 8192
 CPU_MAX_TOKENS = 1024
 ACCELERATOR_MAX_TOKENS = 16384
 ONNX_MAX_TOKENS = 1024  # ONNX Runtime on CPU: see docs/onnx.md for the measurement
+OPENVINO_MAX_TOKENS = 4096  # OpenVINO in bfloat16 (--compute bfloat16 on onnx): AMX tiles want bigger batches
 DEFAULT_WINDOW = 4096
 
 
@@ -107,7 +108,8 @@ def token_budget(max_tokens: int | None, model: Any) -> int:
     if max_tokens is not None:
         return max_tokens
     if model.name == "onnx":
-        return ONNX_MAX_TOKENS
+        compute = getattr(model, "options", {}).get("compute", "float32")
+        return ONNX_MAX_TOKENS if compute == "float32" else OPENVINO_MAX_TOKENS
     return CPU_MAX_TOKENS if str(model.device).split(":")[0] == "cpu" else ACCELERATOR_MAX_TOKENS
 
 

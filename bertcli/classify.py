@@ -25,7 +25,7 @@ import numpy as np
 from bertcli.backends import DEFAULT_BACKEND
 from bertcli.batching import DEFAULT_WINDOW, TokenBudgetBatcher
 from bertcli.errors import BadInputError, ModelFileError, UsageError
-from bertcli.inputs import Line, check_utf8, line_label
+from bertcli.inputs import Line, check_utf8, line_label, split_pair
 from bertcli.scores import FUNCTIONS, apply, default_function
 
 #: sentence-transformers' activation_fn paths (config.json's ``sentence_transformers``) → our score function
@@ -79,10 +79,7 @@ def items_from(lines: Iterable[Line], *, pair: str | None = None, pairs: bool = 
         check_utf8(pair, "--pair")
     for line in lines:
         if pairs:
-            first, tab, second = line.text.partition("\t")
-            if not tab:
-                raise BadInputError(f"{line.label}: --pairs expects 'TEXT<TAB>PAIR' (no tab on this line)")
-            yield Item(line.number, first, second, line.source)
+            yield Item(line.number, *split_pair(line), line.source)
         else:
             yield Item(line.number, line.text, pair, line.source)
 

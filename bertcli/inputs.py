@@ -79,6 +79,15 @@ def read_document(file: str | Path | None, *, what: str, no_input: str) -> str:
     return text.removeprefix("\ufeff")
 
 
+def split_pair(line: Line) -> tuple[str, str]:
+    """A ``--pairs`` line, 'TEXT<TAB>PAIR', split at its first tab (the pair keeps any later tab, as ``cut -f2-``
+    would); a line without a tab is a `BadInputError` that names it."""
+    first, tab, second = line.text.partition("\t")
+    if not tab:
+        raise BadInputError(f"{line.label}: --pairs expects 'TEXT<TAB>PAIR' (no tab on this line)")
+    return first, second
+
+
 def check_utf8(text: str, label: str) -> str:
     """``text`` unchanged, or a `BadInputError` naming ``label`` when it was not valid UTF-8.
 

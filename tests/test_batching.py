@@ -79,3 +79,18 @@ def test_process_returning_the_wrong_count_is_an_error():
 def test_bad_settings(kwargs):
     with pytest.raises(ValueError):
         TokenBudgetBatcher(**kwargs)
+
+
+def test_token_budget_follows_the_runtime():
+    from types import SimpleNamespace
+
+    from bertcli.batching import token_budget
+
+    def model(name, device="cpu", **options):
+        return SimpleNamespace(name=name, device=device, options=options)
+
+    assert token_budget(None, model("onnx", compute="float32")) == 1024  # ONNX Runtime: small batches stay in cache
+    assert token_budget(None, model("onnx", compute="bfloat16")) == 4096  # OpenVINO's AMX tiles want bigger ones
+    assert token_budget(None, model("torch")) == 1024
+    assert token_budget(None, model("torch", "cuda:0")) == 16384
+    assert token_budget(77, model("onnx", compute="bfloat16")) == 77  # --max-tokens wins

@@ -43,3 +43,14 @@ def test_qa_records_read_through_the_same_reader(tmp_path):
     assert [(i.question, i.context, i.key, i.error) for i in items[:2]] == [
         ("q?", "c.", (f"{path}, line 1", "a"), None), ("r?", "d.", (f"{path}, line 2", "b"), None)]
     assert items[2].key == (f"{path}, line 3", None) and str(items[2].error) == "not UTF-8 text"
+
+
+def test_split_pair_at_the_first_tab_and_name_a_line_without_one():
+    from bertcli.errors import BadInputError
+    from bertcli.inputs import Line, split_pair
+
+    assert split_pair(Line(3, "a cat\tsat\ton a mat", "in.tsv")) == ("a cat", "sat\ton a mat")
+    assert split_pair(Line(1, "\t")) == ("", "")
+    with pytest.raises(BadInputError) as info:
+        split_pair(Line(4, "no tab", "in.tsv"))
+    assert str(info.value) == "in.tsv, line 4: --pairs expects 'TEXT<TAB>PAIR' (no tab on this line)"

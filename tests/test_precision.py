@@ -164,5 +164,7 @@ def test_bfloat16_openvino_close_to_float32(minilm_int8, minilm_dir):
     fp32, _ = minilm_int8
     bf16 = backend.load_encoder(resolve_model(str(minilm_dir)), compute="bfloat16", threads=1)
     assert type(bf16.session).__name__ == "OpenVinoSession" and bf16.has_pooler == fp32.has_pooler
+    # what OpenVINO compiled is cached beside the export, for the next run to import
+    assert any((bf16.export.folder / "openvino-cache").iterdir())
     cos = _mean_cos(fp32, bf16, *_feed(minilm_dir, sentences(32, seed=7)))
     assert cos.min() >= BF16_MIN_COS, f"bf16 min cos {cos.min():.6f}"

@@ -25,6 +25,7 @@ Needs the ``onnx`` package (the [onnx] extra) and onnxruntime; both imported ins
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,8 @@ def quantize_int8(source: Path, dest: Path) -> None:
 OPENVINO_HINT = "pip install 'bertcli[openvino]'"
 #: OpenVINO's name for each --compute that it runs
 OPENVINO_PRECISION = {"bfloat16": "bf16"}
+#: the folder, beside the export, where OpenVINO caches what it compiled
+OPENVINO_CACHE = "openvino-cache"
 
 
 def require_openvino():
@@ -252,6 +255,10 @@ def openvino_session(path: Path, *, threads: int, compute: str = "bfloat16") -> 
     ov = require_openvino()
     config = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[compute], "INFERENCE_NUM_THREADS": int(threads),
               "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+    if os.access(path.parent, os.W_OK):
+        # OpenVINO keeps the compiled model beside the export: the next run imports it (0.13 s) instead of
+        # compiling (0.47 s for MiniLM). Only a speed-up: an unwritable cache compiles every time.
+        config["CACHE_DIR"] = str(path.parent / OPENVINO_CACHE)
     try:
         compiled = ov.Core().compile_model(str(path), "CPU", config)
     except RuntimeError as exc:

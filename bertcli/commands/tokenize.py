@@ -11,8 +11,8 @@ import typer
 from bertcli import output
 from bertcli.choices import BASE_FORMATS, choice_enum
 from bertcli.commands._common import FORMAT_HELP, ModelOpt, QuietOpt, apply_output, examples, format_option, resolve
-from bertcli.errors import BadInputError, UsageError
-from bertcli.inputs import Line, batched, iter_lines, require_nonempty
+from bertcli.errors import UsageError
+from bertcli.inputs import Line, batched, iter_lines, require_nonempty, split_pair
 
 EXAMPLES = examples(
     'bertcli tokenize -m ./AlbertModel "Beijing is a beautiful city"',
@@ -123,14 +123,8 @@ def _split_pairs(batch: list[Line], pair: str | None, pairs: bool) -> tuple[list
         return [batch[0].text], [pair]
     if not pairs:
         return [line.text for line in batch], None
-    firsts, seconds = [], []
-    for line in batch:
-        first, tab, second = line.text.partition("\t")
-        if not tab:
-            raise BadInputError(f"{line.source}, line {line.number}: --pairs expects 'TEXT<TAB>PAIR'")
-        firsts.append(first)
-        seconds.append(second)
-    return firsts, seconds
+    firsts, seconds = zip(*(split_pair(line) for line in batch))
+    return list(firsts), list(seconds)
 
 
 def _record(tok, line: int, text: str, pair: str | None, enc) -> dict:
