@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bertcli.errors import ModelFileError
+from bertcli.heads import HEAD_SUFFIXES, PAIR_HEAD_TYPES
 from bertcli.limits import ROBERTA_TYPES, bert_names
 from bertcli.resolve import DEBERTA_TYPES, MODERNBERT_TYPES, ResolvedModel
 from bertcli.weights import (
@@ -36,7 +37,7 @@ from bertcli.weights import (
 )
 
 #: commands inspect reports on, in display order
-COMMANDS = ("tokenize", "embed", "fill-mask", "qa", "detect", "classify", "tag", "rerank", "zero-shot")
+COMMANDS = ("tokenize", "embed", "fill-mask", "qa", "detect", "classify", "tag", "rerank", "zero-shot", "nsp", "sop")
 
 #: commands that run a head other than their own (`bertcli.heads.HEADS` names each head's own command)
 SHARED_HEAD_COMMANDS = {"rerank": "seqcls", "zero-shot": "seqcls"}
@@ -66,13 +67,15 @@ INSTALL_SENTENCEPIECE = "pip install sentencepiece protobuf"  # core dependencie
 
 #: what each weight-derived head looks like in the tensor groups
 _HEAD_MODULES = {"mlm": "head: masked LM", "qa": "head: question answering", "rtd": "head: replaced token detection",
-                 "seqcls": "head: classifier", "tokcls": "head: classifier"}
+                 "seqcls": "head: classifier", "tokcls": "head: classifier", "nsp": "head: next sentence prediction",
+                 "sop": "head: sentence order prediction"}
 _HEAD_TENSOR_HINT = {"qa": "qa_outputs.*", "rtd": "discriminator_predictions.*", "seqcls": "classifier.*",
-                     "tokcls": "classifier.*"}
+                     "tokcls": "classifier.*", "nsp": "cls.seq_relationship.*", "sop": "sop_classifier.*"}
 #: each head as capability reasons name it
 _HEAD_WHAT = {"mlm": "masked-LM head", "qa": "question-answering head",
               "rtd": "replaced-token-detection head (ELECTRA discriminator)",
-              "seqcls": "sequence-classification head", "tokcls": "token-classification head"}
+              "seqcls": "sequence-classification head", "tokcls": "token-classification head",
+              "nsp": "next-sentence-prediction (NSP) head", "sop": "sentence-order-prediction (SOP) head"}
 _MLM_TENSORS = {"bert": "cls.predictions.*", **dict.fromkeys(ROBERTA_TYPES, "lm_head.*"), "albert": "predictions.*",
                 "electra": "generator_predictions.*", "distilbert": "vocab_projector.*", "modernbert": "decoder.*",
                 **dict.fromkeys(DEBERTA_TYPES, "cls.predictions.* or lm_predictions.*")}
@@ -488,6 +491,8 @@ def _capabilities(ins: Inspection) -> list[Capability]:
             declared = False
         if head == "rtd" and (ins.model_type or "") != "electra":
             caps.append(Capability(command, False, _rtd_refusal(ins, modules)))
+        elif head in PAIR_HEAD_TYPES and not declared:
+            caps.append(Capability(command, False, _pair_head_refusal(ins, head)))
         elif not ins.weights_read:
             caps.append(_capability_from_config(ins, command, head, declared))
         else:
@@ -508,6 +513,14 @@ def _rtd_refusal(ins: Inspection, modules: set[str]) -> str:
         return ("the weights hold a replaced-token-detection head (mask_predictions.*, DeBERTa-v3's discriminator) "
                 "that no transformers class loads; detect runs ELECTRA discriminators")
     return "replaced-token detection needs an ELECTRA discriminator"
+
+
+def _pair_head_refusal(ins: Inspection, head: str) -> str:
+    """Why nsp or sop cannot run on a model of another type (BERT pre-trained with NSP, ALBERT with SOP)."""
+    types = ", ".join(PAIR_HEAD_TYPES[head])
+    other = next((h for h, kinds in PAIR_HEAD_TYPES.items() if h != head and ins.model_type in kinds), None)
+    return (f"the {_HEAD_WHAT[head]} is a pre-training head of {types} models, not {ins.model_type}"
+            + (f" (it was pre-trained with {other.upper()}: use {other})" if other else ""))
 
 
 def _label_condition(resolved: ResolvedModel, cap: Capability) -> Capability:
@@ -553,6 +566,12 @@ def _capability_from_config(ins: Inspection, command: str, head: str, declared: 
     if not ins.architectures:
         return Capability(command, False, "config.json declares no architectures and the weights were not read "
                                           "(pass --allow-pickle to check them)")
+    if head in PAIR_HEAD_TYPES:  # the weights decide (heads.PAIR_HEAD_TYPES); a declared pre-training class hints
+        if any(a.endswith(HEAD_SUFFIXES[head]) for a in ins.architectures):
+            return Capability(command, True, f"config declares {', '.join(ins.architectures)}" + pickle_note)
+        return Capability(command, False, f"config.json declares {', '.join(ins.architectures)}; whether the "
+                                          f"weights keep the {_HEAD_WHAT[head]} is unknown until they are read"
+                                          + pickle_note)
     if declared:
         return Capability(command, True, f"config declares {', '.join(ins.architectures)}" + pickle_note)
     return Capability(command, False, _short_refusal(ins, head))
@@ -583,7 +602,9 @@ def _capability_from_weights(ins: Inspection, command: str, head: str, modules: 
     tensors = (_MLM_TENSORS.get(ins.model_type or "", "") if head == "mlm" else
                "classifier.*" if ins.model_type in MODERNBERT_TYPES and head == "qa" else _HEAD_TENSOR_HINT[head])
     reason = f"no {what} in the weights ({tensors} absent)"
-    if declared and ins.architectures:
+    if head in PAIR_HEAD_TYPES:
+        reason += "; fine-tuned checkpoints usually drop their pre-training heads"
+    elif declared and ins.architectures:
         reason += f", although config.json declares {archs}: transformers would initialise it randomly"
     elif ins.family == "SpanBERT" and head == "mlm":
         reason += "; SpanBERT base ships its encoder only"

@@ -254,7 +254,7 @@ def test_inspect_rows(tiny_head, family):
     assert record["uses_token_types"] is False
     assert {c["command"]: c["available"] for c in record["capabilities"]} == {
         "tokenize": True, "embed": True, "fill-mask": True, "qa": False, "detect": False, "classify": False,
-        "tag": False, "rerank": False, "zero-shot": False}
+        "tag": False, "rerank": False, "zero-shot": False, "nsp": False, "sop": False}
     modules = [m["module"] for m in record["weights"]["modules"]]
     assert modules == ["embeddings", "encoder layer 0", "encoder layer 1", "head: masked LM"]
     # special-token ids read from the files alone equal the tokenizer transformers builds

@@ -187,3 +187,24 @@ def test_exit_codes_end_to_end(run_cli, tiny_models, bert_pt, monkeypatch, run_o
     err = capsys.readouterr().err
     assert (exc.value.code, err) == (5, "error: <stdin>, line 2: expected two segments separated by one tab "
                                         "(A<TAB>B), got 1 field(s)\n")
+
+
+def test_inspect_lists_nsp_and_sop_where_the_weights_hold_them(bert_pt, albert_pt, tiny_models):
+    from bertcli.inspect import inspect_model
+
+    def caps(folder):
+        return {c.command: c for c in inspect_model(resolve_model(str(folder))).capabilities if c.command in
+                ("nsp", "sop")}
+
+    bert = caps(bert_pt)
+    assert bert["nsp"].available and "next-sentence-prediction (NSP) head in the weights" in bert["nsp"].reason
+    assert not bert["sop"].available
+    assert bert["sop"].reason == ("the sentence-order-prediction (SOP) head is a pre-training head of albert models, "
+                                  "not bert (it was pre-trained with NSP: use nsp)")
+    albert = caps(albert_pt)
+    assert albert["sop"].available and not albert["nsp"].available
+    assert albert["nsp"].reason.endswith("not albert (it was pre-trained with SOP: use sop)")
+    # a BERT of the right type whose weights dropped the head (a fine-tuned or encoder-only checkpoint)
+    plain = caps(tiny_models["bert_base_only"])
+    assert not plain["nsp"].available and "cls.seq_relationship.* absent" in plain["nsp"].reason
+    assert not caps(tiny_models["electra"])["nsp"].available
