@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import sysconfig
@@ -30,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.bench_embed import sentences  # noqa: E402
+from bench.common import cpu_name  # noqa: E402
 
 #: the peers, installed into the peers venv (optimum-* bring their own transformers there: fine for peers)
 PEER_PACKAGES = ["openvino", "ctranslate2", "fastembed", "optimum-intel[openvino]", "optimum-onnx[onnxruntime]"]
@@ -205,8 +205,7 @@ def main() -> None:
             r["x_st_torch"] = r["wall_s"] / base["wall_s"]
             if "wall_s" in onnx:
                 r["x_bertcli_onnx"] = r["wall_s"] / onnx["wall_s"]
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = cpu_name()
     meta = {"cpu": cpu, "cores": os.cpu_count(), "lines": args.lines, "repeat": args.repeat,
             "load_average_at_end": os.getloadavg()}
     print(f"\n{args.lines} lines, best of {args.repeat}, {cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")

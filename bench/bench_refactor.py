@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_foundation import corpus  # noqa: E402
-from common import ENV, PY, ROOT, minilm, run, save  # noqa: E402
+from common import ENV, PY, ROOT, cpu_name, minilm, run, save  # noqa: E402
 
 #: main just before issue 15's merges (issues 13 and 14 done)
 BASELINE = os.environ.get("BERTCLI_BENCH_BASELINE", "2920198")
@@ -44,8 +44,7 @@ def interleaved(n: int, cmd: list[str], trees: dict[str, Path], stdin: bytes | N
 
 
 def main() -> None:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
+    cpu = cpu_name()
     lines = corpus(2000)
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"baseline": unpack(BASELINE, Path(tmp)), "now": ROOT}

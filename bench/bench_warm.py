@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ENV, PY, ROOT, minilm, save  # noqa: E402
+from common import ENV, PY, ROOT, cpu_name, minilm, save  # noqa: E402
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 HEADS = {"mlm": "BertForMaskedLM", "qa": "BertForQuestionAnswering", "rtd": "ElectraForPreTraining",
@@ -187,8 +187,7 @@ def main() -> None:
                          "bertcli_min_s": min(runs["bertcli"]), "transformers_min_s": min(runs["transformers"]),
                          "runs": runs}
         print(f"{name:10s} bertcli {ours:6.2f} s   transformers {theirs:6.2f} s   ratio {ours / theirs:.3f}×")
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown")
+    cpu = cpu_name()
     save("warm", {"results": results, "repeat": args.repeat, "cpu": cpu, "cores": os.cpu_count(),
                   "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "classify": has_classify})
     print(f"CPU: {cpu} ({os.cpu_count()} cores); load average before {load_before[0]:.1f}, after "
