@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from enum import Enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -61,6 +62,47 @@ def format_option(enum: type[Enum] = Format, help: str = FORMAT_HELP):
 
 
 FormatOpt = format_option()
+
+
+# The input and batching options of the model-running commands. A factory takes what the command's help must
+# name (what a line of --file is, what a batch holds); each alias is the factory's most common form.
+THREADS_HELP = "CPU threads for torch or ONNX Runtime (default: the physical cores)."
+
+
+def file_option(what: str = "text"):
+    """``--file``: one ``what`` (text, document …) a line, read from FILE or stdin."""
+    return Annotated[Path | None, typer.Option("--file", help=f"Read one {what} a line from FILE ('-' = stdin).")]
+
+
+def threads_option(help: str = THREADS_HELP):
+    """``--threads N`` (N ≥ 1; default None: the physical cores)."""
+    return Annotated[int | None, typer.Option("--threads", min=1, help=help, show_default=False)]
+
+
+def batch_size_option(what: str = "text"):
+    """``--batch-size N``: at most N ``what``s (texts, pairs, windows …) a batch (default None: the token budget)."""
+    return Annotated[int | None, typer.Option(
+        "--batch-size", min=1, show_default=False,
+        help=f"At most N {what}s per batch (default: only the token budget bounds it).")]
+
+
+def max_tokens_option(what: str = "text"):
+    """``--max-tokens N``: a batch's token budget, counted as ``what``s × the longest one, padding included."""
+    return Annotated[int | None, typer.Option(
+        "--max-tokens", min=1, show_default=False,
+        help=f"Token budget of a batch: {what}s × longest {what}, padding included "
+             "(default: 1024 on cpu, 16384 on a GPU).")]
+
+
+def max_length_option(help: str):
+    """``--max-length N`` (N ≥ 2: room for the special tokens); ``help`` says what is cut, and how, per command."""
+    return Annotated[int | None, typer.Option("--max-length", min=2, help=help, show_default=False)]
+
+
+FileOpt = file_option()
+ThreadsOpt = threads_option()
+BatchSizeOpt = batch_size_option()
+MaxTokensOpt = max_tokens_option()
 
 
 def apply_output(fmt: str | None = None, quiet: bool = False) -> None:

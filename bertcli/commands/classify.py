@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +10,20 @@ import typer
 from bertcli import output
 from bertcli.backends import DEFAULT_BACKEND
 from bertcli.commands._choices import BackendOption, Function
-from bertcli.commands._common import DeviceOpt, FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
+from bertcli.commands._common import (
+    BatchSizeOpt,
+    DeviceOpt,
+    FileOpt,
+    FormatOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    QuietOpt,
+    ThreadsOpt,
+    apply_output,
+    examples,
+    max_length_option,
+    resolve,
+)
 from bertcli.errors import UsageError
 
 EXAMPLES = examples(
@@ -25,20 +37,22 @@ EXAMPLES = examples(
 TABLE_BATCH = 64  # records per table printed while the stream goes on
 TABLE_LABELS = 5  # labels shown per input in the table when --top-k is not given
 
+MaxLengthOpt = max_length_option("Truncate inputs to N tokens, pairs longest first (default: the model's limit).")
+
 
 def classify(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify (default: lines of --file or stdin).", show_default=False)] = None,
     model: ModelOpt = None,
-    file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
+    file: FileOpt = None,
     pair: Annotated[str | None, typer.Option("--pair", help="Second sequence for a single TEXT (NLI premise/hypothesis, question/passage).")] = None,
     pairs: Annotated[bool, typer.Option("--pairs", help="Each input line is 'TEXT<TAB>PAIR'.")] = False,
     top_k: Annotated[int | None, typer.Option("--top-k", min=0, help="Also list the best N labels with their scores (0 = all labels).", show_default=False)] = None,
     function: Annotated[Function | None, typer.Option("--function", help="softmax | sigmoid | none (raw logits). Default: as transformers' pipeline does: sigmoid for one label or problem_type multi_label_classification, none for regression, else softmax.", show_default=False)] = None,
     device: DeviceOpt = "auto",
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch or ONNX Runtime (default: the physical cores).")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="At most N texts per batch (default: only the token budget bounds it).")] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Token budget of a batch: texts × longest text, padding included (default: 1024 on cpu, 16384 on a GPU).", show_default=False)] = None,
-    max_length: Annotated[int | None, typer.Option("--max-length", min=2, help="Truncate inputs to N tokens, pairs longest first (default: the model's limit).")] = None,
+    threads: ThreadsOpt = None,
+    batch_size: BatchSizeOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    max_length: MaxLengthOpt = None,
     backend: BackendOption = DEFAULT_BACKEND,
     fmt: FormatOpt = None,
     quiet: QuietOpt = False,

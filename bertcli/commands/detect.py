@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from itertools import chain, islice
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +10,7 @@ import typer
 from bertcli import output
 from bertcli.backends import DEFAULT_BACKEND
 from bertcli.commands._choices import BackendOption
-from bertcli.commands._common import DeviceOpt, FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
+from bertcli.commands._common import DeviceOpt, FileOpt, FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
 from bertcli.errors import UsageError
 from bertcli.inputs import iter_lines, require_nonempty
 
@@ -33,7 +32,7 @@ def detect(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to check (default: lines of --file or stdin).", show_default=False)] = None,
     model: ModelOpt = None,
     replace: Annotated[list[str] | None, typer.Option("--replace", "-r", metavar="POS|OLD=WORD", help="Swap a word for WORD first: word number POS (1-based, as the tokenizer splits words: punctuation counts) or the word OLD itself (its first occurrence); repeatable; one TEXT only.")] = None,
-    file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
+    file: FileOpt = None,
     corrupt: Annotated[int | None, typer.Option("--corrupt", "-c", min=1, metavar="N", help="ELECTRA end to end: mask N tokens of each text, let the generator (-g) sample a replacement for each, and score the result; a sample equal to the original counts as original, as in ELECTRA.", show_default=False)] = None,
     generator: Annotated[str | None, typer.Option("--generator", "-g", metavar="MODEL", help="The generator (a masked-LM head sharing the discriminator's vocabulary) for --corrupt.", show_default=DEFAULT_GENERATOR)] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="Random seed for --corrupt (default: a fresh one, printed so the run can be repeated).", show_default=False)] = None,

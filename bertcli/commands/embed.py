@@ -13,7 +13,20 @@ from bertcli import files, output
 from bertcli.choices import BASE_FORMATS, choice_enum
 from bertcli.backends import DEFAULT_BACKEND
 from bertcli.commands._choices import BackendOption, Compute, Dtype, Engine, OnLong, Pooling, Quantize
-from bertcli.commands._common import DeviceOpt, ModelOpt, QuietOpt, apply_output, examples, format_option, resolve
+from bertcli.commands._common import (
+    BatchSizeOpt,
+    DeviceOpt,
+    FileOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    QuietOpt,
+    apply_output,
+    examples,
+    format_option,
+    max_length_option,
+    resolve,
+    threads_option,
+)
 from bertcli.errors import BadInputError, UsageError
 
 EXAMPLES = examples(
@@ -33,11 +46,16 @@ FORMATS = (*BASE_FORMATS, "npy")
 EmbedFormat = choice_enum("EmbedFormat", FORMATS)
 EmbedFormatOpt = format_option(EmbedFormat, help="Output: auto (table on a terminal, jsonl when piped), table, json, jsonl, tsv, npy")
 
+EmbedThreadsOpt = threads_option("CPU threads for torch or ONNX Runtime, per worker with --engine ray (default: the "
+                                 "physical cores; / --workers on a local Ray runtime; 1 on a cluster).")
+MaxLengthOpt = max_length_option("Truncate texts to N tokens (default: the model's limit; 256 for "
+                                 "sentence-transformers MiniLM).")
+
 
 def embed(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to embed (default: lines of --file or stdin).", show_default=False)] = None,
     model: ModelOpt = None,
-    file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
+    file: FileOpt = None,
     pooling: Annotated[Pooling | None, typer.Option("--pooling", "-p", help="cls | pooler | mean | max | none (one vector per token). Default: the folder's sentence-transformers pooling, else mean.", show_default=False)] = None,
     layer: Annotated[int | None, typer.Option("--layer", help="Layer to pool: 0 = the embedding output, 1…L = the encoder layers (the numbers attention's --layer uses), negative counts from the end (-1 = last).", show_default=False)] = None,
     normalize: Annotated[bool | None, typer.Option("--normalize/--no-normalize", help="L2-normalize vectors. Default: as the sentence-transformers folder says, else no.", show_default=False)] = None,
@@ -45,10 +63,10 @@ def embed(
     dtype: Annotated[Dtype, typer.Option("--dtype", help="Output precision: float32 | float16.")] = "float32",
     similarity: Annotated[bool, typer.Option("--similarity", help="Print the cosine similarity matrix of the inputs instead of vectors.")] = False,
     device: DeviceOpt = "auto",
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch or ONNX Runtime, per worker with --engine ray (default: the physical cores; / --workers on a local Ray runtime; 1 on a cluster).")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="At most N texts per batch (default: only the token budget bounds it).")] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Token budget of a batch: texts × longest text, padding included (default: 1024 on cpu, 16384 on a GPU).", show_default=False)] = None,
-    max_length: Annotated[int | None, typer.Option("--max-length", min=2, help="Truncate texts to N tokens (default: the model's limit; 256 for sentence-transformers MiniLM).")] = None,
+    threads: EmbedThreadsOpt = None,
+    batch_size: BatchSizeOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    max_length: MaxLengthOpt = None,
     compute: Annotated[Compute, typer.Option("--compute", help="Matmul precision: float32 (exact) | bfloat16 | float16. bfloat16 with --backend onnx runs OpenVINO (bertcli[openvino]): min cosine 0.99994 to float32 on MiniLM (2,000 lines) in 0.57× the float32 ONNX time on a CPU with AMX (no gain without AMX/AVX512-BF16). With --backend torch: torch.autocast, cosine ≥ 0.9999, ~15% faster than float32 torch.")] = "float32",
     on_long: Annotated[OnLong, typer.Option("--on-long", help="Texts over the limit: truncate (one counted warning) | error.")] = "truncate",
     backend: BackendOption = DEFAULT_BACKEND,

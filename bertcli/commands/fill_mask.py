@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,7 +9,7 @@ import typer
 from bertcli import output
 from bertcli.backends import DEFAULT_BACKEND
 from bertcli.commands._choices import BackendOption
-from bertcli.commands._common import DeviceOpt, FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
+from bertcli.commands._common import DeviceOpt, FileOpt, FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
 from bertcli.inputs import batched, iter_lines, require_nonempty
 
 EXAMPLES = examples(
@@ -27,7 +26,7 @@ def fill_mask(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts with [MASK] (or <mask>) where words are missing (default: lines of --file or stdin).", show_default=False)] = None,
     model: ModelOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Fillers to list per mask.")] = 5,
-    file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
+    file: FileOpt = None,
     device: DeviceOpt = "auto",
     backend: BackendOption = DEFAULT_BACKEND,
     fmt: FormatOpt = None,

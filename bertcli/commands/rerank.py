@@ -11,7 +11,20 @@ import typer
 from bertcli import output
 from bertcli.backends import DEFAULT_BACKEND
 from bertcli.commands._choices import BackendOption, Function
-from bertcli.commands._common import DeviceOpt, FormatOpt, ModelOpt, QuietLongOpt, apply_output, examples, resolve
+from bertcli.commands._common import (
+    DeviceOpt,
+    FormatOpt,
+    ModelOpt,
+    QuietLongOpt,
+    ThreadsOpt,
+    apply_output,
+    batch_size_option,
+    examples,
+    file_option,
+    max_length_option,
+    max_tokens_option,
+    resolve,
+)
 from bertcli.errors import BadInputError, UsageError
 
 EXAMPLES = examples(
@@ -20,21 +33,27 @@ EXAMPLES = examples(
     "bertcli rerank -m ./ms-marco-MiniLM --input queries.jsonl -f jsonl   # {\"query\", \"docs\"} a line",
 )
 
+DocFileOpt = file_option("document")
+PairBatchSizeOpt = batch_size_option("pair")
+PairMaxTokensOpt = max_tokens_option("pair")
+MaxLengthOpt = max_length_option("Truncate each (query, document) pair to N tokens, longest first (default: the "
+                                 "model's limit).")
+
 
 def rerank(
     docs: Annotated[list[str] | None, typer.Argument(help="Documents to rank (default: lines of --file or stdin).", show_default=False)] = None,
     model: ModelOpt = None,
     query: Annotated[str | None, typer.Option("--query", "-q", help="The query to rank the documents for.", show_default=False)] = None,
-    file: Annotated[Path | None, typer.Option("--file", help="Read one document a line from FILE ('-' = stdin).")] = None,
+    file: DocFileOpt = None,
     input_file: Annotated[Path | None, typer.Option("--input", help="JSON Lines of {\"query\": …, \"docs\": […]}: many queries, each ranked on its own.", show_default=False)] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Keep the best N documents of each query (default: all).", show_default=False)] = None,
     return_documents: Annotated[bool, typer.Option("--return-documents", help="Put each document's text in its record.")] = False,
     function: Annotated[Function | None, typer.Option("--function", help="softmax | sigmoid | none. Default: as sentence-transformers' CrossEncoder: the folder's activation_fn, else sigmoid for a one-label model.", show_default=False)] = None,
     device: DeviceOpt = "auto",
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch or ONNX Runtime (default: the physical cores).")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="At most N pairs per batch (default: only the token budget bounds it).")] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Token budget of a batch: pairs × longest pair, padding included (default: 1024 on cpu, 16384 on a GPU).", show_default=False)] = None,
-    max_length: Annotated[int | None, typer.Option("--max-length", min=2, help="Truncate each (query, document) pair to N tokens, longest first (default: the model's limit).")] = None,
+    threads: ThreadsOpt = None,
+    batch_size: PairBatchSizeOpt = None,
+    max_tokens: PairMaxTokensOpt = None,
+    max_length: MaxLengthOpt = None,
     backend: BackendOption = DEFAULT_BACKEND,
     fmt: FormatOpt = None,
     quiet: QuietLongOpt = False,

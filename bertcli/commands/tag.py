@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +11,19 @@ import typer
 from bertcli import output
 from bertcli.backends import DEFAULT_BACKEND
 from bertcli.commands._choices import Aggregation, BackendOption
-from bertcli.commands._common import DeviceOpt, FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
+from bertcli.commands._common import (
+    DeviceOpt,
+    FileOpt,
+    FormatOpt,
+    ModelOpt,
+    QuietOpt,
+    ThreadsOpt,
+    apply_output,
+    batch_size_option,
+    examples,
+    max_length_option,
+    resolve,
+)
 from bertcli.inputs import iter_lines, require_nonempty
 
 EXAMPLES = examples(
@@ -26,16 +37,20 @@ EXAMPLES = examples(
 PALETTE = ("dodger_blue2", "green3", "orange3", "magenta3", "gold3", "cyan3", "red3", "medium_purple3",
            "spring_green3", "deep_pink3", "steel_blue1", "dark_orange")
 
+WindowBatchSizeOpt = batch_size_option("window")
+MaxLengthOpt = max_length_option("Tokens per window; longer texts are split into overlapping windows "
+                                 "[default: the model's limit].")
+
 
 def tag(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to tag (default: lines of --file or stdin).", show_default=False)] = None,
     model: ModelOpt = None,
     aggregation: Annotated[Aggregation, typer.Option("--aggregation", "-a", case_sensitive=False, help="How tokens become entities, as transformers' pipeline: none (one per token), simple (adjacent tokens with the same tag), first / average / max (a word's pieces agree first).")] = Aggregation("simple"),
-    file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
-    max_length: Annotated[int | None, typer.Option("--max-length", min=2, help="Tokens per window; longer texts are split into overlapping windows [default: the model's limit].", show_default=False)] = None,
+    file: FileOpt = None,
+    max_length: MaxLengthOpt = None,
     stride: Annotated[int | None, typer.Option("--stride", min=0, help="Tokens shared by consecutive windows of a long text [default: min(128, half a window)].", show_default=False)] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="At most N windows per model call (default: only the token budget bounds it).", show_default=False)] = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for the model (default: the physical cores).", show_default=False)] = None,
+    batch_size: WindowBatchSizeOpt = None,
+    threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     backend: BackendOption = DEFAULT_BACKEND,
     fmt: FormatOpt = None,

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from bertcli import output
 from bertcli.choices import BASE_FORMATS, choice_enum
-from bertcli.commands._common import FORMAT_HELP, ModelOpt, QuietOpt, apply_output, examples, format_option, resolve
+from bertcli.commands._common import (
+    FORMAT_HELP,
+    FileOpt,
+    ModelOpt,
+    QuietOpt,
+    apply_output,
+    examples,
+    format_option,
+    resolve,
+)
 from bertcli.errors import UsageError
 from bertcli.inputs import Line, batched, iter_lines, require_nonempty, split_pair
 
@@ -32,7 +40,7 @@ TokenizeFormatOpt = format_option(TokenizeFormat, FORMAT_HELP + "; ids (tokens),
 def tokenize(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to tokenize (default: lines of --file or stdin).", show_default=False)] = None,
     model: ModelOpt = None,
-    file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
+    file: FileOpt = None,
     pair: Annotated[str | None, typer.Option("--pair", help="Second sequence for a single TEXT (question/context, sentence pairs).")] = None,
     pairs: Annotated[bool, typer.Option("--pairs", help="Each input line is 'TEXT<TAB>PAIR'.")] = False,
     max_length: Annotated[int | None, typer.Option("--max-length", min=1, help="Truncate to N tokens (implies --truncation).")] = None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from itertools import islice
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +11,19 @@ import typer
 from bertcli import output
 from bertcli.backends import DEFAULT_BACKEND
 from bertcli.commands._choices import BackendOption
-from bertcli.commands._common import DeviceOpt, FormatOpt, ModelOpt, QuietOpt, apply_output, examples, resolve
+from bertcli.commands._common import (
+    DeviceOpt,
+    FileOpt,
+    FormatOpt,
+    ModelOpt,
+    QuietOpt,
+    ThreadsOpt,
+    apply_output,
+    batch_size_option,
+    examples,
+    max_length_option,
+    resolve,
+)
 from bertcli.inputs import iter_lines, require_nonempty
 
 EXAMPLES = examples(
@@ -23,6 +34,10 @@ EXAMPLES = examples(
 
 TSV_COLUMNS = ["line", "rank", "label", "score"]
 
+PairBatchSizeOpt = batch_size_option("(text, label) pair")
+MaxLengthOpt = max_length_option("Cut each (text, hypothesis) pair to N tokens, from the text only (default: "
+                                 "the model's limit).")
+
 
 def zero_shot(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to label (default: lines of --file or stdin).", show_default=False)] = None,
@@ -30,10 +45,10 @@ def zero_shot(
     labels: Annotated[str | None, typer.Option("--labels", "-l", help="The candidate labels, comma-separated: sports,politics,cooking.", show_default=False)] = None,
     multi_label: Annotated[bool, typer.Option("--multi-label", help="Score each label on its own (entailment against contradiction) instead of softmax across the labels.")] = False,
     template: Annotated[str, typer.Option("--template", help="The hypothesis; {} is where the label goes.")] = "This example is {}.",
-    file: Annotated[Path | None, typer.Option("--file", help="Read one text a line from FILE ('-' = stdin).")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="At most N (text, label) pairs per model call (default: only the token budget bounds it).", show_default=False)] = None,
-    max_length: Annotated[int | None, typer.Option("--max-length", min=2, help="Cut each (text, hypothesis) pair to N tokens, from the text only (default: the model's limit).", show_default=False)] = None,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for the model (default: the physical cores).", show_default=False)] = None,
+    file: FileOpt = None,
+    batch_size: PairBatchSizeOpt = None,
+    max_length: MaxLengthOpt = None,
+    threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     backend: BackendOption = DEFAULT_BACKEND,
     fmt: FormatOpt = None,
