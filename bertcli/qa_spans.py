@@ -266,47 +266,12 @@ def _encodings(tok, question, context, max_length, doc_stride, pair_specials, pa
     return [encoding, *encoding.overflowing]
 
 
-def _cuts(context: str, chunk_chars: int) -> Iterator[tuple[int, int, int]]:
-    """(lead, start, end) of each chunk: tokenize context[lead:end], keep the tokens that start at `start` or
-    later. Every cut is just before a whitespace run; `lead` is the cut before `start` (the word before)."""
-    start, lead = 0, 0
-    while start < len(context):
-        end = textcut.cut_at_or_after(context, start + chunk_chars)
-        yield lead, start, end
-        back = None
-        for back in textcut.CUT.finditer(context, max(start, end - 2048), end):
-            pass
-        lead = back.start() if back is not None and back.start() < end else start
-        start = end
-
-
-def _context_tokens(tok: Any, context: str, chunk_chars: int) -> Iterator[tuple[list, list, list, list]]:
-    """The context's tokens alone (no special tokens), chunk by chunk: (ids, tokens, offsets, word ids), with
-    offsets into the whole context and word ids that never repeat across chunks."""
-    word_base = 0
-    for lead, start, end in _cuts(context, chunk_chars):
-        enc = tok.encode(context[lead:end], add_special_tokens=False)
-        skip = start - lead
-        offsets = enc.offsets
-        keep = next((i for i, (a, _) in enumerate(offsets) if a >= skip), len(offsets))
-        words = enc.word_ids[keep:]
-        known = [w for w in words if w is not None]
-        first = known[0] if known else 0  # the lead-in's words are dropped: number from the first kept one
-        yield (
-            enc.ids[keep:],
-            enc.tokens[keep:],
-            [(a + lead, b + lead) for a, b in offsets[keep:]],
-            [None if w is None else w - first + word_base for w in words],
-        )
-        word_base += (max(known) - first + 1) if known else 0
-
-
 def _streamed_windows(tok, question, context, max_length, doc_stride, pair_specials, cls_token_id, chunk_chars):
     """`iter_windows` for long contexts: the question's part of every window taken from one small pair
-    encoding, the context's slices from `_context_tokens`. Checks run now (ValueError); returns a generator of
+    encoding, the context's slices from `textcut.tokens_in_chunks`. Checks run now (ValueError); returns a generator of
     windows, or None when the pair does not have the expected layout (question, then one run of context
     tokens with one type id), for the one-call path to do."""
-    chunks = _context_tokens(tok, context, chunk_chars)
+    chunks = textcut.tokens_in_chunks(tok, context, chunk_chars)
     ids: list = []
     tokens: list = []
     offsets: list = []

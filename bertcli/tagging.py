@@ -17,17 +17,22 @@ Texts longer than the window (``max_length`` tokens, the model's limit by defaul
 share ``stride`` tokens, as the pipeline does with ``stride=``; each window is decoded on its own and
 overlapping entities are merged (the longer one wins, then the higher score), so an entity cut by one window's
 edge is replaced by the whole one from the next window. Windows of many texts are batched by token budget
-(`bertcli.batching`), so memory is bounded by the batch and the chunk of lines read at a time.
+(`bertcli.batching`), so memory is bounded by the batch and the chunk of lines read at a time. A text over
+`CHUNK_CHARS` characters is tokenized in chunks (`bertcli.textcut.tokens_in_chunks`) and its windows are cut
+from them as they are needed (`streamed_windows`: the same windows as the one-call path), so one multi-megabyte
+line costs its entities, not its tokenizer encodings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import numpy as np
 
+from bertcli import textcut
 from bertcli.backends import DEFAULT_BACKEND
 from bertcli.choices import AGGREGATIONS
 from bertcli.errors import UsageError
@@ -39,6 +44,10 @@ IGNORE_LABELS = ("O",)
 CHUNK_LINES = 1024
 #: tokens shared by consecutive windows of a long text, at most (and at most half a window)
 DEFAULT_STRIDE = 128
+#: a text longer than this (characters) is tokenized in chunks of about this size, its windows made lazily
+CHUNK_CHARS = 65536
+#: windows run and decoded at a time (a huge line's windows are made as these are needed)
+WINDOW_GROUP = 512
 
 
 def label_map(config: dict) -> dict[int, str]:
@@ -240,6 +249,71 @@ def window_geometry(config: Any, tok: Any, options: TagOptions) -> tuple[int, in
     return max_length, specials, stride
 
 
+@dataclass
+class Window:
+    """One window of a long text, cut from its chunked tokens: what `Decoder.pieces` and
+    `bertcli.runner.batch_inputs` read of a `tokenizers.Encoding`."""
+
+    ids: list[int]
+    type_ids: list[int]
+    special_tokens_mask: list[int]
+    offsets: list[tuple[int, int]]
+
+
+def streamed_windows(backend: Any, text: str, max_length: int, stride: int,
+                     chunk_chars: int = CHUNK_CHARS) -> Iterator[Window] | None:
+    """The windows `Tagger.windows` makes of ``text`` (``max_length`` tokens with the special ones, ``stride``
+    shared), made one at a time from `textcut.tokens_in_chunks` (``backend``: a `chunk_safe` tokenizer without
+    truncation or padding). None when a one-token probe does not show the usual layout (special tokens, then
+    the text's, then special tokens), for the one-call path to do."""
+    chunks = textcut.tokens_in_chunks(backend, text, chunk_chars)
+    ids: list[int] = []
+    offsets: list[tuple[int, int]] = []
+    state = {"base": 0, "done": False}  # base: index among the text's tokens of ids[0]
+
+    def fill(upto: int) -> None:
+        while not state["done"] and state["base"] + len(ids) < upto:
+            chunk = next(chunks, None)
+            if chunk is None:
+                state["done"] = True
+                return
+            ids.extend(chunk[0])
+            offsets.extend(chunk[2])
+
+    fill(1)
+    if not ids:
+        return None
+    probe = backend.encode(text[offsets[0][0]:offsets[0][1]] or "a")  # a lone "Ġ" has an empty span
+    inside = [i for i, special in enumerate(probe.special_tokens_mask) if not special]
+    if not inside or inside != list(range(inside[0], inside[-1] + 1)):
+        return None
+    head, tail = probe.ids[: inside[0]], probe.ids[inside[-1] + 1:]
+    head_types, tail_types = probe.type_ids[: inside[0]], probe.type_ids[inside[-1] + 1:]
+    text_type = probe.type_ids[inside[0]]
+    room = max_length - len(head) - len(tail)
+    step = room - stride
+
+    def windows() -> Iterator[Window]:
+        # tokenizers' overflow with stride: parts [k * step, k * step + room) until one reaches the end
+        index = 0
+        while True:
+            fill(index * step + room + 1)  # one token more than the part: tells whether it is the last
+            offset = index * step - state["base"]
+            stop = min(len(ids), offset + room)
+            n = stop - offset
+            yield Window(head + ids[offset:stop] + tail, head_types + [text_type] * n + tail_types,
+                         [1] * len(head) + [0] * n + [1] * len(tail),
+                         [(0, 0)] * len(head) + offsets[offset:stop] + [(0, 0)] * len(tail))
+            if stop == len(ids):  # fill() read all there is, or stop would fall short of the buffer's end
+                return
+            drop = offset + step  # what no later window needs
+            del ids[:drop], offsets[:drop]
+            state["base"] += drop
+            index += 1
+
+    return windows()
+
+
 class Tagger:
     """A loaded token-classification model and its tokenizer; `tag` streams entity lists in input order."""
 
@@ -264,33 +338,46 @@ class Tagger:
 
     def tag(self, texts: Iterable[str]) -> Iterator[list[dict]]:
         """Each text's entities (the pipeline's dicts, scores as floats), in input order, chunk by chunk."""
-        from itertools import islice
-
         iterator = iter(texts)
         while chunk := list(islice(iterator, CHUNK_LINES)):
             yield from self._tag_chunk(chunk)
 
+    def _items(self, texts: list[str]) -> Iterator[tuple[int, int, Any]]:
+        """(text index, window index, window) of every text: the short ones encoded in one batch call, a text
+        over `CHUNK_CHARS` streamed (`streamed_windows`) where its tokenizer allows."""
+        backend = self.tok.backend
+        long = {i for i, text in enumerate(texts) if len(text) > CHUNK_CHARS} if textcut.chunk_safe(backend) else set()
+        short = [i for i in range(len(texts)) if i not in long]
+        encoded = dict(zip(short, self.windows([texts[i] for i in short])))
+        for i, text in enumerate(texts):
+            wins = encoded.pop(i, None)
+            if wins is None:
+                backend.no_padding()
+                backend.no_truncation()
+                wins = streamed_windows(backend, text, self.max_length, self.stride) or self.windows([text])[0]
+            for w, window in enumerate(wins):
+                yield i, w, window
+
     def _tag_chunk(self, texts: list[str]) -> list[list[dict]]:
         from bertcli.batching import TokenBudgetBatcher, token_budget
         from bertcli.runner import batch_inputs
-
-        items = [(i, w, enc) for i, wins in enumerate(self.windows(texts)) for w, enc in enumerate(wins)]
-        batcher = TokenBudgetBatcher(max_tokens=token_budget(self.options.max_tokens, self.model),
-                                     max_batch=self.options.batch_size,
-                                     window=max(1, len(items)))
 
         def run(batch):
             encs = [enc for _, _, enc in batch]
             logits = self.model.run(*batch_inputs(encs, self.tok)).logits["logits"]
             return [logits[row, :len(enc.ids)] for row, enc in enumerate(encs)]
 
-        logits = batcher.run_window(items, [len(enc.ids) for _, _, enc in items], run) if items else []
         found: list[list[dict]] = [[] for _ in texts]
         windows = [0] * len(texts)
         step = self.max_length - self.specials - self.stride
-        for (i, w, enc), window_logits in zip(items, logits):
-            found[i] += self.decoder.entities(texts[i], enc, window_logits, index_shift=w * step)
-            windows[i] += 1
+        items = self._items(texts)
+        while group := list(islice(items, WINDOW_GROUP)):
+            batcher = TokenBudgetBatcher(max_tokens=token_budget(self.options.max_tokens, self.model),
+                                         max_batch=self.options.batch_size, window=len(group))
+            logits = batcher.run_window(group, [len(enc.ids) for _, _, enc in group], run)
+            for (i, w, enc), window_logits in zip(group, logits):
+                found[i] += self.decoder.entities(texts[i], enc, window_logits, index_shift=w * step)
+                windows[i] += 1
         return [[_plain(e) for e in (merge_overlapping(f) if n > 1 else f)] for f, n in zip(found, windows)]
 
 

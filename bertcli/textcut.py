@@ -6,7 +6,8 @@ character, then a space) tokenizes piece by piece into exactly the tokens of the
 
 - `encode_truncated`: a text truncated to N tokens is encoded from a prefix of it that is sure to hold more
   than N tokens, so a 19 MB line costs what a long sentence does, with the ids of the whole line truncated.
-- `bertcli.qa_spans.iter_windows`: a long QA context is tokenized in chunks.
+- `tokens_in_chunks`: a long QA context (`bertcli.qa_spans.iter_windows`) or a long text to tag
+  (`bertcli.tagging`) is tokenized in chunks.
 
 `chunk_safe` says whether a tokenizer qualifies; the others are always encoded whole.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any, Sequence
 
 #: Where a text may be cut: just before a whitespace run.
@@ -105,3 +107,39 @@ def encode_truncated(tokenizer: Any, texts: Sequence[str], max_length: int, *, a
             end = cut_at_or_after(text, size) if len(text) > size else len(text)
             encodings[i] = tokenizer.encode(text[:end], add_special_tokens=add_special_tokens)
     return encodings
+
+
+def chunk_cuts(context: str, chunk_chars: int) -> Iterator[tuple[int, int, int]]:
+    """(lead, start, end) of each chunk: tokenize context[lead:end], keep the tokens that start at `start` or
+    later. Every cut is just before a whitespace run; `lead` is the cut before `start` (the word before)."""
+    start, lead = 0, 0
+    while start < len(context):
+        end = cut_at_or_after(context, start + chunk_chars)
+        yield lead, start, end
+        back = None
+        for back in CUT.finditer(context, max(start, end - 2048), end):
+            pass
+        lead = back.start() if back is not None and back.start() < end else start
+        start = end
+
+
+def tokens_in_chunks(tok: Any, context: str, chunk_chars: int) -> Iterator[tuple[list, list, list, list]]:
+    """A long text's tokens alone (no special tokens), chunk by chunk of about ``chunk_chars`` characters (a
+    `chunk_safe` tokenizer): (ids, tokens, offsets, word ids), with offsets into the whole text and word ids
+    that never repeat across chunks. The QA windows and the tag windows of long texts are cut from them."""
+    word_base = 0
+    for lead, start, end in chunk_cuts(context, chunk_chars):
+        enc = tok.encode(context[lead:end], add_special_tokens=False)
+        skip = start - lead
+        offsets = enc.offsets
+        keep = next((i for i, (a, _) in enumerate(offsets) if a >= skip), len(offsets))
+        words = enc.word_ids[keep:]
+        known = [w for w in words if w is not None]
+        first = known[0] if known else 0  # the lead-in's words are dropped: number from the first kept one
+        yield (
+            enc.ids[keep:],
+            enc.tokens[keep:],
+            [(a + lead, b + lead) for a, b in offsets[keep:]],
+            [None if w is None else w - first + word_base for w in words],
+        )
+        word_base += (max(known) - first + 1) if known else 0

@@ -126,20 +126,20 @@ def test_streamed_windows_equal_one_call_windows(tiny_models, family):
 
 
 def test_windows_of_a_long_context_are_made_lazily(tiny_bert_qa, monkeypatch):
-    from bertcli import qa_spans
+    from bertcli import qa_spans, textcut
     from bertcli.resolve import resolve_model
     from bertcli.tokenizer import load_tokenizer
 
     tok = load_tokenizer(resolve_model(str(tiny_bert_qa))).backend
     encoded: list[int] = []
-    real = qa_spans._context_tokens
+    real = textcut.tokens_in_chunks
 
     def counting(tokenizer, context, chunk_chars):
         for chunk in real(tokenizer, context, chunk_chars):
             encoded.append(len(chunk[0]))
             yield chunk
 
-    monkeypatch.setattr(qa_spans, "_context_tokens", counting)
+    monkeypatch.setattr(textcut, "tokens_in_chunks", counting)
     context = "paris is the capital of france and people live there happily. " * 20_000  # 1.3 MB
     windows = qa_spans.iter_windows(tok, "what is the capital?", context, max_length=64)
     first = next(windows)
@@ -278,3 +278,33 @@ def test_qa_input_without_records_is_bad_input(run_cli, tiny_bert_qa, tmp_path, 
     line = one_line_error(proc, 5)
     assert "empty input" in line and str(empty) in line
     assert proc.stdout == ""
+
+
+def test_tag_one_huge_line_costs_its_entities_not_its_encodings(tmp_path, tiny_head):
+    """A multi-megabyte line is tokenized in chunks and its windows made as they are run; with a tagger that
+    finds almost nothing (its classifier biased to O), a 1 MB line costs about what a long one does."""
+    import random
+    import shutil
+
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    model = tmp_path / "mostly-o"
+    shutil.copytree(tiny_head("bert", "ForTokenClassification", id2label={"0": "O", "1": "B-X", "2": "I-X"}), model)
+    weights = load_file(model / "model.safetensors")
+    weights["classifier.bias"] = np.array([30.0, 0.0, 0.0], dtype=weights["classifier.bias"].dtype)
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+    rng = random.Random(9)
+    long_line, huge_line = tmp_path / "long.txt", tmp_path / "huge.txt"
+    long_line.write_text(messy_text(rng, 2_000).replace("\n", " ") + "\n", encoding="utf-8")
+    huge_line.write_text(messy_text(rng, 140_000).replace("\n", " ") + "\n", encoding="utf-8")  # ~1 MB
+    args = ("tag", "-m", model, "-f", "jsonl", "--backend", "onnx", "--file")
+    peak_rss_mb(tmp_path, *args, long_line)  # warm-up: tokenizer conversion and the ONNX export, cached
+    long_proc, long_peak = peak_rss_mb(tmp_path, *args, long_line)
+    assert long_proc.returncode == 0, long_proc.stderr
+    huge_proc, huge_peak = peak_rss_mb(tmp_path, *args, huge_line)
+    assert huge_proc.returncode == 0, huge_proc.stderr
+    record = json.loads(huge_proc.stdout)
+    assert record["entities"] == [] and len(record["text"]) == len(huge_line.read_text(encoding="utf-8")) - 1
+    # Encoded in one call, this line's windows (tokenizers encodings) took ~160 MB more (measured: 85 → 244 MB)
+    assert huge_peak - long_peak < 60, (long_peak, huge_peak)

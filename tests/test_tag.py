@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -202,3 +203,33 @@ def test_colour_view_paints_each_group_and_shows_a_legend(loaded, run_output, mo
     groups = list(dict.fromkeys(e["entity_group"] for e in next(tagger.tag(TEXTS[:1]))))
     legend = re.sub(r"\x1b\[[0-9;]*m", "", lines[1]).split()
     assert legend == groups and "48;5;" in lines[1]
+
+
+@pytest.mark.parametrize("family", ["bert", "albert", "roberta"])  # WordPiece, SentencePiece, byte-level BPE
+def test_streamed_windows_of_a_long_text_equal_the_one_call_windows(tiny_head, family):
+    """A text over CHUNK_CHARS is tokenized in chunks and its windows cut from them: the windows (ids, token
+    types, special tokens, offsets) must be the one-call path's, whatever the chunk size, window and stride."""
+    import random
+
+    from bertcli import textcut
+    from bertcli.resolve import resolve_model
+    from bertcli.tagging import Tagger, streamed_windows
+    from bertcli.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(resolve_model(str(tiny_head(family, "ForTokenClassification", num_labels=5))))
+    backend = tok.backend
+    assert textcut.chunk_safe(backend)  # else this test would compare one path to itself
+    words = "Paris is the capital of France, where Ada Lovelace   lived\tin 1842 — naïve café 😀 don't".split(" ")
+    rng = random.Random(5)
+    for _ in range(20):
+        text = rng.choice(["", "  "]) + "".join(rng.choice(words) + rng.choice([" ", "  ", "\n", ""])
+                                                 for _ in range(rng.randint(1, 300)))
+        max_length, stride = rng.choice([16, 24, 40]), rng.choice([0, 3, 6])
+        tagger = types.SimpleNamespace(tok=tok, max_length=max_length, stride=stride)
+        whole = Tagger.windows(tagger, [text])[0]
+        streamed = streamed_windows(backend, text, max_length, stride, chunk_chars=rng.choice([1, 9, 60]))
+        if not text.strip():
+            assert streamed is None
+            continue
+        got = [(w.ids, w.type_ids, w.special_tokens_mask, w.offsets) for w in streamed]
+        assert got == [(e.ids, e.type_ids, e.special_tokens_mask, e.offsets) for e in whole], (text, max_length, stride)
