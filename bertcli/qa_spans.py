@@ -271,27 +271,11 @@ def _streamed_windows(tok, question, context, max_length, doc_stride, pair_speci
     encoding, the context's slices from `textcut.tokens_in_chunks`. Checks run now (ValueError); returns a generator of
     windows, or None when the pair does not have the expected layout (question, then one run of context
     tokens with one type id), for the one-call path to do."""
-    chunks = textcut.tokens_in_chunks(tok, context, chunk_chars)
-    ids: list = []
-    tokens: list = []
-    offsets: list = []
-    words: list = []
-    state = {"base": 0, "done": False}  # base: index among the context's tokens of ids[0]
-
-    def fill(upto: int) -> None:
-        """Read chunks until the buffer reaches context token `upto` (exclusive) or the context ends."""
-        while not state["done"] and state["base"] + len(ids) < upto:
-            chunk = next(chunks, None)
-            if chunk is None:
-                state["done"] = True
-                return
-            for buffer, part in zip((ids, tokens, offsets, words), chunk):
-                buffer.extend(part)
-
-    fill(1)
-    if not ids:
+    buf = textcut.TokenBuffer(tok, context, chunk_chars)
+    buf.fill(1)
+    if not buf.ids:
         return None
-    first_start, first_end = offsets[0]
+    first_start, first_end = buf.offsets[0]
     probe = tok.encode(question, context[first_start:first_end] or context[: first_end + 1])
     sequence_ids = list(probe.sequence_ids)
     inside = [i for i, s in enumerate(sequence_ids) if s == 1]
@@ -303,8 +287,8 @@ def _streamed_windows(tok, question, context, max_length, doc_stride, pair_speci
         return None
     question_tokens = sum(1 for s in sequence_ids if s == 0)
     room = max_length - pair_specials - question_tokens
-    fill(max(room, 0) + 1)
-    truncated = len(ids) > room
+    buf.fill(max(room, 0) + 1)
+    truncated = len(buf.ids) > room
     if truncated:
         _room_errors(question_tokens, room, max_length, pair_specials, doc_stride)
 
@@ -321,12 +305,12 @@ def _streamed_windows(tok, question, context, max_length, doc_stride, pair_speci
         zero_head, zero_tail = [(0, 0)] * len(head[0]), [(0, 0)] * len(tail[0])
         while True:
             start = index * step
-            fill(start + room + 1)  # one token more than the part: tells whether the part is the last
-            offset = start - state["base"]
-            stop = min(len(ids), offset + room)
-            last = stop == len(ids)
+            buf.fill(start + room + 1)  # one token more than the part: tells whether the part is the last
+            offset = start - buf.base
+            stop = min(len(buf.ids), offset + room)
+            last = stop == len(buf.ids)
             n_context = stop - offset
-            input_ids = head[0] + ids[offset:stop] + tail[0]
+            input_ids = head[0] + buf.ids[offset:stop] + tail[0]
             sequence = head[3] + [1] * n_context + tail[3]
             p_mask = [0 if s == 1 else 1 for s in sequence]
             cls_positions = [i for i, (t, s) in enumerate(zip(input_ids, sequence)) if t == cls_token_id and s is None]
@@ -337,20 +321,17 @@ def _streamed_windows(tok, question, context, max_length, doc_stride, pair_speci
                 input_ids=input_ids,
                 attention_mask=[1] * len(input_ids),
                 token_type_ids=head[1] + [context_type] * n_context + tail[1],
-                tokens=head[2] + tokens[offset:stop] + tail[2],
-                offsets=zero_head + offsets[offset:stop] + zero_tail,
+                tokens=head[2] + buf.tokens[offset:stop] + tail[2],
+                offsets=zero_head + buf.offsets[offset:stop] + zero_tail,
                 sequence_ids=sequence,
-                word_ids=none_head + words[offset:stop] + none_tail,
+                word_ids=none_head + buf.words[offset:stop] + none_tail,
                 p_mask=p_mask,
                 context_sequence=1,
                 null_index=cls_positions[0] if cls_positions else 0,
             )
             if last:
                 return
-            drop = offset + step  # what no later window needs
-            for buffer in (ids, tokens, offsets, words):
-                del buffer[:drop]
-            state["base"] += drop
+            buf.drop(offset + step)  # what no later window needs
             index += 1
 
     return windows()

@@ -266,24 +266,11 @@ def streamed_windows(backend: Any, text: str, max_length: int, stride: int,
     shared), made one at a time from `textcut.tokens_in_chunks` (``backend``: a `chunk_safe` tokenizer without
     truncation or padding). None when a one-token probe does not show the usual layout (special tokens, then
     the text's, then special tokens), for the one-call path to do."""
-    chunks = textcut.tokens_in_chunks(backend, text, chunk_chars)
-    ids: list[int] = []
-    offsets: list[tuple[int, int]] = []
-    state = {"base": 0, "done": False}  # base: index among the text's tokens of ids[0]
-
-    def fill(upto: int) -> None:
-        while not state["done"] and state["base"] + len(ids) < upto:
-            chunk = next(chunks, None)
-            if chunk is None:
-                state["done"] = True
-                return
-            ids.extend(chunk[0])
-            offsets.extend(chunk[2])
-
-    fill(1)
-    if not ids:
+    buf = textcut.TokenBuffer(backend, text, chunk_chars)
+    buf.fill(1)
+    if not buf.ids:
         return None
-    probe = backend.encode(text[offsets[0][0]:offsets[0][1]] or "a")  # a lone "Ġ" has an empty span
+    probe = backend.encode(text[buf.offsets[0][0]:buf.offsets[0][1]] or "a")  # a lone "Ġ" has an empty span
     inside = [i for i, special in enumerate(probe.special_tokens_mask) if not special]
     if not inside or inside != list(range(inside[0], inside[-1] + 1)):
         return None
@@ -297,18 +284,16 @@ def streamed_windows(backend: Any, text: str, max_length: int, stride: int,
         # tokenizers' overflow with stride: parts [k * step, k * step + room) until one reaches the end
         index = 0
         while True:
-            fill(index * step + room + 1)  # one token more than the part: tells whether it is the last
-            offset = index * step - state["base"]
-            stop = min(len(ids), offset + room)
+            buf.fill(index * step + room + 1)  # one token more than the part: tells whether it is the last
+            offset = index * step - buf.base
+            stop = min(len(buf.ids), offset + room)
             n = stop - offset
-            yield Window(head + ids[offset:stop] + tail, head_types + [text_type] * n + tail_types,
+            yield Window(head + buf.ids[offset:stop] + tail, head_types + [text_type] * n + tail_types,
                          [1] * len(head) + [0] * n + [1] * len(tail),
-                         [(0, 0)] * len(head) + offsets[offset:stop] + [(0, 0)] * len(tail))
-            if stop == len(ids):  # fill() read all there is, or stop would fall short of the buffer's end
+                         [(0, 0)] * len(head) + buf.offsets[offset:stop] + [(0, 0)] * len(tail))
+            if stop == len(buf.ids):  # fill() read all there is, or stop would fall short of the buffer's end
                 return
-            drop = offset + step  # what no later window needs
-            del ids[:drop], offsets[:drop]
-            state["base"] += drop
+            buf.drop(offset + step)  # what no later window needs
             index += 1
 
     return windows()

@@ -143,3 +143,34 @@ def tokens_in_chunks(tok: Any, context: str, chunk_chars: int) -> Iterator[tuple
             [None if w is None else w - first + word_base for w in words],
         )
         word_base += (max(known) - first + 1) if known else 0
+
+
+class TokenBuffer:
+    """The tokens of `tokens_in_chunks` (``ids``, ``tokens``, ``offsets``, ``words``), read only as far as asked
+    (`fill`) and dropped once no window needs them (`drop`); ``base`` is the text's token index of ``ids[0]``.
+    The QA and tag windows of a long text are cut from one of these."""
+
+    def __init__(self, tokenizer: Any, text: str, chunk_chars: int):
+        self._chunks = tokens_in_chunks(tokenizer, text, chunk_chars)
+        self.ids: list = []
+        self.tokens: list = []
+        self.offsets: list = []
+        self.words: list = []
+        self.base = 0
+        self.done = False
+
+    def fill(self, upto: int) -> None:
+        """Read chunks until the buffer reaches the text's token ``upto`` (exclusive) or the text ends."""
+        while not self.done and self.base + len(self.ids) < upto:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self.done = True
+                return
+            for buffer, part in zip((self.ids, self.tokens, self.offsets, self.words), chunk):
+                buffer.extend(part)
+
+    def drop(self, count: int) -> None:
+        """Forget the first ``count`` tokens held."""
+        for buffer in (self.ids, self.tokens, self.offsets, self.words):
+            del buffer[:count]
+        self.base += count
