@@ -24,9 +24,10 @@ install: $(VENV)/.torch
 	$(PIP) install -e '.[demo]'
 	$(BIN)/python -m compileall -q bertcli
 
-# The tests also exercise the optional extras (Ray, matplotlib), so they are installed here (ONNX Runtime is core).
+# The tests also exercise the optional extras (Ray, matplotlib, OpenVINO), so they are installed here (ONNX Runtime
+# is core).
 install-test: $(VENV)/.torch
-	$(PIP) install -e '.[test,ray,plot]'
+	$(PIP) install -e '.[test,ray,plot,openvino]'
 	$(BIN)/python -m compileall -q bertcli
 
 demo: install

@@ -94,6 +94,8 @@ def entries(py: str, peers_py: str, minilm: str, corpus: Path, work: Path) -> di
         "bertcli default": [*ours, str(work / "bertcli default.npy")],
         "bertcli onnx": [*ours, str(work / "bertcli onnx.npy"), "--backend", "onnx"],
         "bertcli onnx int8": [*ours, str(work / "bertcli onnx int8.npy"), "--backend", "onnx", "--quantize", "int8"],
+        "bertcli onnx int8 (openvino)": [*ours, str(work / "bertcli onnx int8 (openvino).npy"), "--backend", "onnx",
+                                         "--quantize", "int8"],
         "bertcli onnx bf16 (openvino)": [*ours, str(work / "bertcli onnx bf16 (openvino).npy"), "--backend", "onnx",
                                          "--compute", "bfloat16"],
         "bertcli torch bf16": [*ours, str(work / "bertcli torch bf16.npy"), "--backend", "torch", "--compute",
@@ -109,12 +111,18 @@ def entries(py: str, peers_py: str, minilm: str, corpus: Path, work: Path) -> di
     }
 
 
-def _env_for(name: str, env: dict, openvino_site: Path) -> dict:
-    """bertcli with --compute bfloat16 on onnx needs the openvino extra: ``openvino_site`` (pip --target) on its
-    path, not the peers venv (whose transformers may differ from bertcli's)."""
-    if "openvino" in name and name.startswith("bertcli"):
+def _env_for(name: str, env: dict, openvino_site: Path, work: Path) -> dict:
+    """A bertcli entry named "(openvino)" gets the openvino extra: ``openvino_site`` (pip --target) on its path,
+    not the peers venv (whose transformers may differ from bertcli's). Every other bertcli entry runs without
+    OpenVINO, as a core install does, even where bertcli's venv has it (``--quantize int8`` would take it)."""
+    if not name.startswith("bertcli"):
+        return env
+    if "(openvino)" in name:
         return dict(env, PYTHONPATH=os.pathsep.join([env["PYTHONPATH"], str(openvino_site)]))
-    return env
+    blocker = work / "no-openvino"
+    blocker.mkdir(exist_ok=True)
+    (blocker / "openvino.py").write_text("raise ImportError('this entry runs without OpenVINO')\n", encoding="utf-8")
+    return dict(env, PYTHONPATH=os.pathsep.join([env["PYTHONPATH"], str(blocker)]))
 
 
 def run(cmd: list[str], env: dict) -> dict:
@@ -179,13 +187,13 @@ def main() -> None:
     (work / "warm.txt").write_text("\n".join(warm[0]) + "\n", encoding="utf-8")
     for name, cmd in commands.items():
         warm_cmd = [str(work / "warm.txt") if part == str(corpus) else part for part in cmd]
-        run(warm_cmd, _env_for(name, env, args.openvino_site))
+        run(warm_cmd, _env_for(name, env, args.openvino_site, work))
     runs: dict[str, list[dict]] = {name: [] for name in commands}
     for round_no in range(args.repeat):
         for name, cmd in commands.items():
             if runs[name] and "error" in runs[name][-1]:
                 continue
-            runs[name].append(run(cmd, _env_for(name, env, args.openvino_site)))
+            runs[name].append(run(cmd, _env_for(name, env, args.openvino_site, work)))
             print(f"round {round_no + 1} {name}: {runs[name][-1]}", file=sys.stderr, flush=True)
     reference = np.load(work / "st-torch.npy")
     results = {}

@@ -13,6 +13,7 @@ pytest.importorskip("onnxruntime", reason="the onnx extra (onnxruntime) is not i
 
 from bertcli.backends import check_backend, default_threads, physical_cores  # noqa: E402
 from bertcli.backends import onnx as backend  # noqa: E402
+from bertcli.backends.precision import int8_file_name, int8_runtime  # noqa: E402
 from bertcli.errors import MissingDependencyError, ModelFileError, UsageError  # noqa: E402
 from bertcli.resolve import resolve_model  # noqa: E402
 from bertcli.tokenizer import load_tokenizer  # noqa: E402
@@ -119,7 +120,7 @@ def test_int8_is_cached_separately_and_close(minilm_dir):
     resolved = resolve_model(str(minilm_dir))
     fp32 = backend.load_encoder(resolved)
     int8 = backend.load_encoder(resolved, quantize="int8")
-    assert int8.export.path.name == backend.QUANTIZED_FILES["int8"] and fp32.export.path.name == "model.onnx"
+    assert int8.export.path.name == int8_file_name(int8_runtime()) and fp32.export.path.name == "model.onnx"
     assert int8.export.path.parent == fp32.export.path.parent and fp32.export.path.is_file()
     # MatMul weights are int8 now; the embedding tables (Gather) stay float32
     assert int8.export.path.stat().st_size < 0.8 * fp32.export.path.stat().st_size

@@ -164,9 +164,17 @@ def test_auto_chooses_onnx_unless_it_cannot_serve(tiny_models, monkeypatch):
     monkeypatch.setattr("bertcli.backends.gpu_visible", lambda: False)
     assert choose_backend(resolved, "mlm").name == "onnx"
     assert choose_backend(resolved, "mlm", device="auto").name == "onnx"
-    for kwargs, reason in [({"device": "cuda:1"}, "--device cuda:1"), ({"compute": "bfloat16"}, "--compute bfloat16")]:
-        choice = choose_backend(resolved, "mlm", **kwargs)
-        assert choice.name == "torch" and choice.reason.startswith(reason)
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    with monkeypatch.context() as mp:  # bfloat16 on the export needs OpenVINO: installed here or not, both ways
+        mp.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real_find_spec(name, *a))
+        for kwargs, reason in [({"device": "cuda:1"}, "--device cuda:1"),
+                               ({"compute": "bfloat16"}, "--compute bfloat16 without OpenVINO")]:
+            choice = choose_backend(resolved, "mlm", **kwargs)
+            assert choice.name == "torch" and choice.reason.startswith(reason)
+        mp.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "openvino" else real_find_spec(name, *a))
+        assert choose_backend(resolved, "mlm", compute="bfloat16").name == "onnx"
     monkeypatch.setattr("bertcli.backends.gpu_visible", lambda: True)
     assert choose_backend(resolved, "mlm", device="auto").name == "torch"
     assert choose_backend(resolved, "mlm", backend="torch").name == "torch"

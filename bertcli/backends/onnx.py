@@ -21,8 +21,9 @@ export that fails or disagrees raises `ExportError` and, for ``--backend auto``,
 
 `load_encoder` opens an ``onnxruntime.InferenceSession`` with its intra-op threads set explicitly (ONNX Runtime
 otherwise takes every core of the host, which oversubscribes a machine shared by several workers). With
-``quantize="int8"`` the export is dynamically quantized (``onnxruntime.quantization.quantize_dynamic``, int8
-weights) and cached beside the fp32 file.
+``quantize="int8"`` an int8 file is made once and cached beside the fp32 file (`bertcli.backends.precision`):
+int8 weights for OpenVINO's int8 kernels when the [openvino] extra is installed, else ONNX Runtime's dynamic
+quantization.
 
 When the export is cached, running needs neither torch nor transformers: only onnxruntime and numpy.
 
@@ -49,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from bertcli.backends import NOTES, BackendOutput, ConfigFacts, default_threads
-from bertcli.backends.precision import int8_file_name
+from bertcli.backends.precision import int8_file_name, int8_runtime
 from bertcli.errors import MissingDependencyError, ModelFileError, OutputError, UsageError
 from bertcli.heads import HEAD_LOGITS, HEADS
 
@@ -60,7 +61,8 @@ OPSET = 17  # LayerNormalization is a single op from 17 on
 ATTN_IMPLEMENTATION = "eager"
 MODEL_FILE = "model.onnx"
 META_FILE = "meta.json"
-QUANTIZED_FILES = {"int8": int8_file_name()}  # carries the int8 recipe's version: old files are not reused
+#: --quantize choices; each file name carries its recipe and version (`int8_file_name`): old files are not reused
+QUANTIZE_MODES = ("int8",)
 #: an export is kept only when ONNX Runtime agrees with torch this closely on a fresh shape
 VERIFY_TOLERANCE = 1e-3
 #: extra outputs of a ``base`` export, each a separate export: every layer's hidden states, or attention weights
@@ -207,6 +209,7 @@ class OnnxExport:
     meta: dict[str, Any]
     created: bool = False
     rebuilt: str | None = None  # why a corrupt cached export was thrown away and made again
+    openvino: str | None = None  # the OpenVINO mode that runs ``path`` (the int8 weights file), None: ONNX Runtime
 
     @property
     def input_names(self) -> list[str]:
@@ -221,8 +224,8 @@ def ensure_export(resolved: Any, head: str = "base", *, feature: str | None = No
                   allow_pickle: bool = False) -> OnnxExport:
     """The cached export of ``resolved`` for ``head`` (made now if absent); with ``quantize="int8"`` the int8
     file. A failed export raises `ExportError`, and is remembered (`remembered_failure`)."""
-    if quantize is not None and quantize not in QUANTIZED_FILES:
-        raise UsageError(f"unknown --quantize {quantize!r}: choose {', '.join(QUANTIZED_FILES)}")
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise UsageError(f"unknown --quantize {quantize!r}: choose {', '.join(QUANTIZE_MODES)}")
     require_onnxruntime()
     folder = export_dir(resolved, head, feature)
     created = False
@@ -244,14 +247,21 @@ def ensure_export(resolved: Any, head: str = "base", *, feature: str | None = No
         if meta is None:
             raise ModelFileError(f"the ONNX export just written to {folder} cannot be read back")
     path = folder / MODEL_FILE
+    openvino = None
     if quantize is not None:
-        qpath = folder / QUANTIZED_FILES[quantize]
+        runtime = int8_runtime()
+        qpath = folder / int8_file_name(runtime)
         if not qpath.is_file():
-            NOTES.info(f"quantizing the ONNX export to {quantize} once (cached in {folder})")
-            _quantize(path, qpath)
+            NOTES.info(f"quantizing the ONNX export to {quantize} for {_RUNTIME_NAMES[runtime]} once "
+                       f"(cached in {folder})")
+            _quantize(path, qpath, runtime)
             created = True
         path = qpath
-    return OnnxExport(folder=folder, path=path, meta=meta, created=created, rebuilt=rebuilt)
+        openvino = quantize if runtime == "openvino" else None
+    return OnnxExport(folder=folder, path=path, meta=meta, created=created, rebuilt=rebuilt, openvino=openvino)
+
+
+_RUNTIME_NAMES = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
 
 
 def _read_meta(folder: Path) -> dict[str, Any] | None:
@@ -563,17 +573,18 @@ def _masked_max_diff(got: np.ndarray, want: np.ndarray, real: np.ndarray) -> flo
     return float(delta.max()) if delta.size else 0.0
 
 
-def _quantize(source: Path, dest: Path) -> None:
-    """Dynamic int8 quantization of ``source`` into ``dest`` (written under a temporary name, then renamed)."""
+def _quantize(source: Path, dest: Path, runtime: str) -> None:
+    """The int8 file of ``source`` for ``runtime`` into ``dest`` (written under a temporary name, then renamed)."""
     _require_onnx()
-    from bertcli.backends.precision import quantize_int8
+    from bertcli.backends.precision import int8_weights, quantize_int8
 
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     os.close(fd)
     try:
         with warnings.catch_warnings(), _quiet_logger("onnxruntime.quantization"):
             warnings.simplefilter("ignore")
-            quantize_int8(source, Path(tmp))  # int8 dense layers, outlier channels and attention in float32
+            # int8 dense layers; attention (and, for ONNX Runtime, outlier channels) in float32
+            (int8_weights if runtime == "openvino" else quantize_int8)(source, Path(tmp))
         os.replace(tmp, dest)
     except OSError as exc:
         raise ModelFileError(f"cannot write the quantized model {dest}: {exc.strerror or exc}") from exc
@@ -603,11 +614,12 @@ def _quiet_logger(name: str):
 # running
 
 
-def _session(path: Path, *, threads: int, compute: str = "float32"):
-    if compute != "float32":  # bfloat16: OpenVINO runs the same export (backends/precision.py)
+def _session(path: Path, *, threads: int, openvino: str | None = None):
+    """An ONNX Runtime session over ``path``, or OpenVINO's in mode ``openvino`` (bfloat16, int8)."""
+    if openvino is not None:
         from bertcli.backends.precision import openvino_session
 
-        return openvino_session(path, threads=threads, compute=compute)
+        return openvino_session(path, threads=threads, mode=openvino)
     ort = require_onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads)
@@ -696,19 +708,23 @@ def load_encoder(
     def ensure():
         return ensure_export(resolved, head, feature=feature, quantize=quantize, allow_pickle=allow_pickle)
 
+    def open_session(export: OnnxExport):
+        # bfloat16: OpenVINO runs the float32 export; int8: the file's own runtime (`ensure_export`)
+        mode = compute if compute != "float32" else export.openvino
+        with model_files(export.path):
+            return _session(export.path, threads=threads, openvino=mode)
+
     export = ensure()
     threads = threads or default_threads(workers)
     try:
-        with model_files(export.path):
-            session = _session(export.path, threads=threads, compute=compute)
+        session = open_session(export)
     except ModelFileError as exc:
         if export.created:  # made just now and still unreadable: nothing to rebuild
             raise
         shutil.rmtree(export.folder, ignore_errors=True)  # a corrupt cached export: make it again, once
         export = ensure()
         export.rebuilt = str(exc)
-        with model_files(export.path):
-            session = _session(export.path, threads=threads, compute=compute)
+        session = open_session(export)
     outputs = [o.name for o in session.get_outputs()]
     inputs = [i.name for i in session.get_inputs()]
     return OnnxEncoder(export=export, session=session, threads=threads, quantize=quantize,
