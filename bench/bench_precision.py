@@ -10,7 +10,9 @@ Peers run in their own venv (``--peers-venv``, default /tmp/bench-peers-venv; ne
 sentence-transformers with its torch, onnx and openvino backends, ctranslate2 (float32, int8) and fastembed. Make
 it once with ``--setup`` (pip install into that venv; a .pth file points it at the running Python's site-packages
 for torch/transformers/sentence-transformers). An entry whose packages are missing, or that fails (e.g. fastembed
-wanting to download its model while offline), is reported with its error, not timed.
+wanting to download its model while offline), is reported with its error, not timed. bertcli entries named
+"(openvino)" run with OpenVINO (``--openvino-site`` on their path, or bertcli's venv); the others run with
+OpenVINO blocked, as a core install does (so "bertcli onnx int8" is ONNX Runtime's int8 recipe).
 Writes bench/out/precision.json.
 """
 

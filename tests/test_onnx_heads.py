@@ -8,6 +8,7 @@ bertcli cache (tests/conftest.py), so each tiny model and head is exported once 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -164,8 +165,6 @@ def test_auto_chooses_onnx_unless_it_cannot_serve(tiny_models, monkeypatch):
     monkeypatch.setattr("bertcli.backends.gpu_visible", lambda: False)
     assert choose_backend(resolved, "mlm").name == "onnx"
     assert choose_backend(resolved, "mlm", device="auto").name == "onnx"
-    import importlib.util
-
     real_find_spec = importlib.util.find_spec
     with monkeypatch.context() as mp:  # bfloat16 on the export needs OpenVINO: installed here or not, both ways
         mp.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real_find_spec(name, *a))
@@ -269,19 +268,25 @@ def test_warm_commands_import_neither_torch_nor_transformers(tiny_models, tiny_b
         ["rerank", "-m", str(cross), "-q", "cats", "a cat", "a dog", "-f", "json"],
         ["tag", "-m", str(tagger), "john lives in paris", "-f", "json"],
         ["nsp", "-m", str(pretrained), "it rained.", "we stayed in.", "-f", "json"],
+        # --quantize int8: OpenVINO's int8 file where the extra is installed, else ONNX Runtime's
+        ["embed", "-m", str(tiny_models["bert"]), "a sentence", "--quantize", "int8", "-o", str(tmp_path / "int8.npy")],
     ]
+    if importlib.util.find_spec("openvino") is not None:
+        runs.append(["embed", "-m", str(tiny_models["bert"]), "a sentence", "--compute", "bfloat16", "-o",
+                     str(tmp_path / "bf16.npy")])
     for folder, head in [(tiny_models["bert"], "base"), (tiny_models["roberta"], "mlm"),
                          (tiny_bert_qa, "qa"), (tiny_models["electra"], "rtd"), (nli, "seqcls"),
                          (cross, "seqcls"), (tagger, "tokcls"), (pretrained, "nsp")]:  # what a first run leaves
         onnx_backend.ensure_export(resolve_model(str(folder)), head)
         load_tokenizer(resolve_model(str(folder)))  # legacy vocabularies: converted once, then cached
+    onnx_backend.ensure_export(resolve_model(str(tiny_models["bert"])), quantize="int8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", WARM_SCRIPT, json.dumps(runs)], capture_output=True, text=True,
                           timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report == {"codes": [0] * len(runs), "heavy": []}, proc.stderr
-    assert "exporting" not in proc.stderr and out.is_file()
+    assert "exporting" not in proc.stderr and "quantizing" not in proc.stderr and out.is_file()
 
 
 def test_onnxruntime_and_onnx_are_core_dependencies():
