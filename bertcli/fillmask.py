@@ -121,16 +121,17 @@ class FillMasker:
 
     def _fill_batch(self, texts: list[str], names: list[str], top_k: int) -> list[FillMaskResult]:
         model_texts = [to_model_mask(t, self.mask_token) for t in texts]
-        encs = self.tok.encode_batch(model_texts)
+        # cut to the limit (from a prefix: a huge line costs what a long one does), only to see which are over it
+        encs = self.tok.encode_batch(model_texts, max_length=self.max_length or None)
         mask_positions: list[list[int]] = []
-        for name, enc in zip(names, encs):
+        for name, enc, model_text in zip(names, encs, model_texts):
+            if self.max_length and enc.overflowing:
+                raise BadInputError(f"{name}: {self.tok.count_tokens(model_text)} tokens, more than the model's "
+                                    f"maximum of {self.max_length}; shorten the text around the mask")
             positions = [i for i, tid in enumerate(enc.ids) if tid == self.mask_id]
             if not positions:
                 raise BadInputError(f"{name}: no mask in the text; write [MASK] where a word is missing "
                                     f"(for this model [MASK] and <mask> both mean {self.mask_token})")
-            if self.max_length and len(enc.ids) > self.max_length:
-                raise BadInputError(f"{name}: {len(enc.ids)} tokens, more than the model's maximum of "
-                                    f"{self.max_length}; shorten the text around the mask")
             mask_positions.append(positions)
         k = min(top_k, int(self.loaded.config.vocab_size))
         rows = [(b, p) for b, positions in enumerate(mask_positions) for p in positions]

@@ -7,7 +7,8 @@ character, then a space) tokenizes piece by piece into exactly the tokens of the
 - `encode_truncated`: a text truncated to N tokens is encoded from a prefix of it that is sure to hold more
   than N tokens, so a 19 MB line costs what a long sentence does, with the ids of the whole line truncated.
 - `tokens_in_chunks`: a long QA context (`bertcli.qa_spans.iter_windows`) or a long text to tag
-  (`bertcli.tagging`) is tokenized in chunks.
+  (`bertcli.tagging`) is tokenized in chunks; `token_count` counts a long text's tokens that way (how many
+  `attention` and `detect` left out).
 
 `chunk_safe` says whether a tokenizer qualifies; the others are always encoded whole.
 """
@@ -107,6 +108,20 @@ def encode_truncated(tokenizer: Any, texts: Sequence[str], max_length: int, *, a
             end = cut_at_or_after(text, size) if len(text) > size else len(text)
             encodings[i] = tokenizer.encode(text[:end], add_special_tokens=add_special_tokens)
     return encodings
+
+
+#: characters per chunk when a long text's tokens are only counted (`token_count`)
+COUNT_CHUNK = 1 << 16
+
+
+def token_count(tokenizer: Any, text: str, *, add_special_tokens: bool = True) -> int:
+    """How many tokens ``tokenizer`` (a `tokenizers.Tokenizer`, truncation off) makes of ``text``: for a long
+    text and a `chunk_safe` tokenizer counted chunk by chunk, in the memory of one chunk (a 20 MB line encoded
+    whole holds ~3 GB of encodings)."""
+    if len(text) <= COUNT_CHUNK or not chunk_safe(tokenizer):
+        return len(tokenizer.encode(text, add_special_tokens=add_special_tokens).ids)
+    specials = tokenizer.num_special_tokens_to_add(False) if add_special_tokens else 0
+    return specials + sum(len(ids) for ids, *_ in tokens_in_chunks(tokenizer, text, COUNT_CHUNK))
 
 
 def chunk_cuts(context: str, chunk_chars: int) -> Iterator[tuple[int, int, int]]:

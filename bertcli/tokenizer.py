@@ -107,11 +107,23 @@ class LoadedTokenizer:
         return tok.encode_batch(inputs, add_special_tokens=add_special_tokens)
 
     def encode_capped(self, text: str, max_length: int | None):
-        """One text encoded whole, or cut to ``max_length`` tokens: (encoding, how many tokens were cut)."""
-        enc = self.encode_batch([text])[0]
-        if max_length and len(enc.ids) > max_length:
-            return self.encode_batch([text], max_length=max_length)[0], len(enc.ids) - max_length
-        return enc, 0
+        """One text encoded whole, or cut to ``max_length`` tokens: (encoding, how many tokens were cut). The cut
+        encoding comes from a prefix and the cut tokens are counted in chunks (`bertcli.textcut`), so a huge
+        line costs the memory of a long one."""
+        if not max_length:
+            return self.encode_batch([text])[0], 0
+        enc = self.encode_batch([text], max_length=max_length)[0]
+        if not enc.overflowing:
+            return enc, 0
+        return enc, self.count_tokens(text) - max_length
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens ``text`` makes, special tokens included; a long text is counted chunk by chunk
+        (`bertcli.textcut.token_count`), in the memory of one chunk."""
+        from bertcli.textcut import token_count
+
+        self.backend.no_truncation()
+        return token_count(self.backend, text)
 
     def token_strings(self, encoding) -> list[str]:
         """The vocabulary token of each id (like transformers' convert_ids_to_tokens).

@@ -209,6 +209,38 @@ def test_truncated_encoding_from_a_prefix_equals_the_whole_text_truncated(tiny_m
     assert not got.overflowing and got.ids == whole.encode(short).ids
 
 
+@pytest.mark.parametrize("family", ["bert", "albert", "roberta"])  # WordPiece, SentencePiece, byte-level BPE
+def test_capped_encoding_counts_the_cut_tokens_in_chunks(tiny_models, family, monkeypatch):
+    """`encode_capped` (attention, detect): the kept tokens from a prefix, the cut ones counted chunk by chunk,
+    both equal to encoding the whole text."""
+    import random
+
+    from bertcli import textcut
+    from bertcli.resolve import resolve_model
+    from bertcli.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(resolve_model(str(tiny_models[family])))
+    whole = load_tokenizer(resolve_model(str(tiny_models[family]))).backend
+    whole.no_truncation()
+    monkeypatch.setattr(textcut, "COUNT_CHUNK", 97)  # a cut before almost every whitespace run of these texts
+    chunked = []
+    real = textcut.tokens_in_chunks
+    monkeypatch.setattr(textcut, "tokens_in_chunks", lambda *a: chunked.append(1) or real(*a))
+    rng = random.Random(11)
+    for _ in range(12):
+        text = messy_text(rng, rng.randint(60, 900))
+        max_length = rng.choice([8, 64, 128])
+        enc, cut = tok.encode_capped(text, max_length)
+        full = whole.encode(text)
+        want_cut = max(0, len(full.ids) - max_length)
+        assert cut == want_cut
+        assert enc.ids == (full.ids[: max_length - 1] + full.ids[-1:] if want_cut else full.ids)  # [CLS] … [SEP]
+        assert textcut.token_count(tok.backend, text, add_special_tokens=False) == len(whole.encode(
+            text, add_special_tokens=False).ids)
+    assert chunked  # the chunked count ran (not only the whole-text fallback)
+    assert tok.encode_capped("it was a great day", None)[1] == 0
+
+
 def test_cuts_fall_just_before_a_whitespace_run():
     from bertcli.textcut import cut_at_or_after
 
@@ -237,6 +269,61 @@ def test_embed_one_huge_line_costs_what_a_long_one_does(tmp_path, tiny_bert_base
     assert len(record["text"]) == len(huge_line.read_text(encoding="utf-8")) - 1
     # Encoded whole, this line took ~500 MB more; from a prefix it costs only the line itself (held as bytes,
     # text and its JSON record).
+    assert huge_peak - long_peak < 60, (long_peak, huge_peak)
+
+
+def test_attention_on_a_huge_line_costs_what_a_long_one_does(tmp_path, tiny_bert):
+    """`attention` keeps the model's first 512 tokens and says how many it left out: counted in chunks, a 3 MB
+    line costs about what a long one does (encoded whole to count them, ~500 MB more)."""
+    import random
+    import re
+
+    from bertcli.resolve import resolve_model
+    from bertcli.tokenizer import load_tokenizer
+
+    rng = random.Random(12)
+    long_line, huge_line = tmp_path / "long.txt", tmp_path / "huge.txt"
+    long_line.write_text(messy_text(rng, 2_000).replace("\n", " ") + "\n", encoding="utf-8")
+    huge = messy_text(rng, 400_000).replace("\n", " ")  # ~3 MB
+    huge_line.write_text(huge + "\n", encoding="utf-8")
+    args = ("attention", "-m", tiny_bert, "-f", "json", "--backend", "onnx", "--file")
+    peak_rss_mb(tmp_path, *args, long_line)  # warm-up: tokenizer conversion and the export, cached
+    long_proc, long_peak = peak_rss_mb(tmp_path, *args, long_line)
+    assert long_proc.returncode == 0, long_proc.stderr
+    huge_proc, huge_peak = peak_rss_mb(tmp_path, *args, huge_line)
+    assert huge_proc.returncode == 0, huge_proc.stderr
+    tok = load_tokenizer(resolve_model(str(tiny_bert))).backend
+    tok.no_truncation()
+    total = len(tok.encode(huge).ids)
+    said = re.search(r"the text is (\d+) tokens; the model takes (\d+), so the last (\d+) were left out",
+                     huge_proc.stderr)
+    assert said and int(said[1]) == total and int(said[3]) == total - int(said[2]), huge_proc.stderr
+    assert len(json.loads(huge_proc.stdout)["tokens"]) == int(said[2])
+    assert huge_peak - long_peak < 60, (long_peak, huge_peak)
+
+
+def test_fill_mask_refuses_a_huge_line_in_the_memory_of_a_long_one(tmp_path, tiny_bert):
+    """Too long for the model: refused (exit 5) with its exact token count, counted chunk by chunk."""
+    import random
+
+    from bertcli.resolve import resolve_model
+    from bertcli.tokenizer import load_tokenizer
+
+    rng = random.Random(13)
+    long_line, huge_line = tmp_path / "long.txt", tmp_path / "huge.txt"
+    long_line.write_text("[MASK] " + messy_text(rng, 2_000).replace("\n", " ") + "\n", encoding="utf-8")
+    huge = "[MASK] " + messy_text(rng, 400_000).replace("\n", " ")  # ~3 MB
+    huge_line.write_text(huge + "\n", encoding="utf-8")
+    args = ("fill-mask", "-m", tiny_bert, "-f", "json", "--backend", "onnx", "--file")
+    peak_rss_mb(tmp_path, *args, long_line)  # warm-up: tokenizer conversion and the export, cached
+    long_proc, long_peak = peak_rss_mb(tmp_path, *args, long_line)
+    huge_proc, huge_peak = peak_rss_mb(tmp_path, *args, huge_line)
+    tok = load_tokenizer(resolve_model(str(tiny_bert))).backend
+    tok.no_truncation()
+    total = len(tok.encode(huge).ids)
+    for proc in (long_proc, huge_proc):
+        assert proc.returncode == 5 and "more than the model's maximum" in proc.stderr, proc.stderr
+    assert f"line 1: {total:,} tokens".replace(",", "") in huge_proc.stderr.replace(",", ""), huge_proc.stderr
     assert huge_peak - long_peak < 60, (long_peak, huge_peak)
 
 
