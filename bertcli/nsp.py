@@ -140,29 +140,9 @@ class PairScorer:
 
     def _encode(self, pairs: list[tuple[str, str]]) -> tuple[list, list[int]]:
         """The pairs' encodings cut to the model's limit as transformers cuts a pair (longest side first), and
-        how many tokens each lost.
-
-        Each side is encoded alone first, cut to ``max_length`` tokens (from a prefix of a long text:
-        `bertcli.textcut`, so memory is bounded by the limit whatever a line weighs); `pair_lengths` then gives
-        the two sides' lengths by tokenizers' own longest-first rule, and the post-processor adds the special
-        tokens. (A side longer than a prefix holds counts as the prefix's length; only when both sides of a pair
-        are that long can the odd token of the split fall on the other side than transformers puts it.)
-        """
-        limit = self.max_length
-        backend = self.tok.backend
-        sides = self.tok.encode_batch([s for pair in pairs for s in pair], add_special_tokens=False,
-                                      max_length=limit or None)
-        backend.no_truncation()
-        budget = (limit - backend.num_special_tokens_to_add(True)) if limit else None
-        encs, cut = [], []
-        for first, second in zip(sides[0::2], sides[1::2]):
-            n1, n2 = _full_length(first), _full_length(second)
-            k1, k2 = pair_lengths(n1, n2, budget) if budget is not None else (n1, n2)
-            first.truncate(k1)
-            second.truncate(k2)
-            encs.append(backend.post_process(first, second, add_special_tokens=True))
-            cut.append(n1 + n2 - k1 - k2)
-        return encs, cut
+        how many tokens each lost (`bertcli.tokenizer.Tokenizer.encode_pairs`: each side from a prefix of a long
+        text, so memory is bounded by the limit whatever a line weighs)."""
+        return self.tok.encode_pairs(pairs, self.max_length or None)
 
     def _run(self, batcher: TokenBudgetBatcher, encs: list):
         import numpy as np
@@ -175,26 +155,6 @@ class PairScorer:
             return list(logits)
 
         return np.stack(batcher.run_window(encs, [len(e.ids) for e in encs], process))
-
-
-def _full_length(encoding) -> int:
-    """Tokens of a side before truncation: the kept ones plus the overflowing windows' (stride 0)."""
-    return len(encoding.ids) + sum(len(o.ids) for o in encoding.overflowing)
-
-
-def pair_lengths(n1: int, n2: int, budget: int) -> tuple[int, int]:
-    """How many tokens of each side a pair keeps within ``budget`` (the limit less the special tokens): the
-    longest-first rule of tokenizers (and so of transformers): the longer side is cut until the two are equal,
-    then both; an odd token left over stays with the longer side (with side B when they are equally long)."""
-    if n1 + n2 <= budget:
-        return n1, n2
-    swap = n1 > n2
-    short, long = (n2, n1) if swap else (n1, n2)
-    long = short if short > budget else max(short, budget - short)
-    if short + long > budget:
-        short = budget // 2
-        long = short + budget % 2
-    return (long, short) if swap else (short, long)
 
 
 def _first_probability(logits) -> Any:

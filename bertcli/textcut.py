@@ -110,6 +110,81 @@ def encode_truncated(tokenizer: Any, texts: Sequence[str], max_length: int, *, a
     return encodings
 
 
+def encode_pairs_truncated(tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length: int, *,
+                           add_special_tokens: bool = True) -> tuple[list, list[int]]:
+    """Pairs cut to ``max_length`` tokens as tokenizers' longest-first rule cuts them (transformers'
+    ``truncation=True``), and how many tokens each pair lost; memory bounded by the limit whatever a side weighs.
+
+    Each side is encoded alone, cut to ``max_length`` (`encode_truncated`: from a prefix of a long text); a side
+    that overflows is counted exactly (`token_count`: in chunks), `pair_lengths` gives what each side keeps,
+    and the post-processor adds the special tokens. ``tokenizer``'s truncation is left off.
+    """
+    tokenizer.enable_truncation(max_length=max_length)
+    sides = encode_truncated(tokenizer, [side for pair in pairs for side in pair], max_length, add_special_tokens=False)
+    tokenizer.no_truncation()
+    budget = max(0, max_length - (tokenizer.num_special_tokens_to_add(True) if add_special_tokens else 0))
+    finisher = _without_offset_trimming(tokenizer)
+    encodings, cut = [], []
+    for (a, b), first, second in zip(pairs, sides[0::2], sides[1::2]):
+        n1 = token_count(tokenizer, a, add_special_tokens=False) if first.overflowing else len(first.ids)
+        n2 = token_count(tokenizer, b, add_special_tokens=False) if second.overflowing else len(second.ids)
+        k1, k2 = pair_lengths(n1, n2, budget)
+        first.truncate(k1)
+        second.truncate(k2)
+        encodings.append(finisher.post_process(first, second, add_special_tokens=add_special_tokens))
+        cut.append(n1 + n2 - k1 - k2)
+    return encodings, cut
+
+
+_untrimmed: dict[int, tuple[Any, Any]] = {}  # id(tokenizer) → (tokenizer, its twin that trims no offsets)
+
+
+def _without_offset_trimming(tokenizer: Any) -> Any:
+    """``tokenizer``, or a twin whose post-processor does not trim offsets: each side, encoded alone, had its
+    offsets trimmed once already (RoBERTa's byte-level ``trim_offsets``), and a second trim would move the
+    offsets of whitespace tokens."""
+    cached = _untrimmed.get(id(tokenizer))
+    if cached is not None and cached[0] is tokenizer:
+        return cached[1]
+    spec = json.loads(tokenizer.to_str())
+    found = []
+
+    def untrim(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("trim_offsets"):
+                node["trim_offsets"] = False
+                found.append(node)
+            for value in node.values():
+                untrim(value)
+        elif isinstance(node, list):
+            for value in node:
+                untrim(value)
+
+    untrim(spec.get("post_processor"))
+    twin = tokenizer
+    if found:
+        from tokenizers import Tokenizer
+
+        twin = Tokenizer.from_str(json.dumps(spec))
+    _untrimmed[id(tokenizer)] = (tokenizer, twin)
+    return twin
+
+
+def pair_lengths(n1: int, n2: int, budget: int) -> tuple[int, int]:
+    """How many tokens of each side a pair keeps within ``budget`` (the limit less the special tokens): the
+    longest-first rule of tokenizers (and so of transformers): the longer side is cut until the two are equal,
+    then both; an odd token left over stays with the longer side (with side B when they are equally long)."""
+    if n1 + n2 <= budget:
+        return n1, n2
+    swap = n1 > n2
+    short, long = (n2, n1) if swap else (n1, n2)
+    long = short if short > budget else max(short, budget - short)
+    if short + long > budget:
+        short = budget // 2
+        long = short + budget % 2
+    return (long, short) if swap else (short, long)
+
+
 #: characters per chunk when a long text's tokens are only counted (`token_count`)
 COUNT_CHUNK = 1 << 16
 

@@ -92,19 +92,31 @@ class LoadedTokenizer:
 
         Truncated single texts are encoded from a prefix long enough to hold the kept tokens
         (`bertcli.textcut.encode_truncated`: the same ids as the whole text truncated, in the memory of a
-        prefix, whatever the line's length); their ``overflowing`` is then only non-empty, not complete.
+        prefix, whatever the line's length); their ``overflowing`` is then only non-empty, not complete. Pairs
+        go through `encode_pairs` (each side likewise).
         """
+        if pairs is not None:
+            return self.encode_pairs(list(zip(texts, pairs)), max_length, add_special_tokens=add_special_tokens)[0]
         tok = self.backend
-        if max_length is not None:
-            tok.enable_truncation(max_length=max_length, strategy="longest_first")
-        else:
+        if max_length is None:
             tok.no_truncation()
-        if max_length is not None and pairs is None:
-            from bertcli.textcut import encode_truncated
+            return tok.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+        from bertcli.textcut import encode_truncated
 
-            return encode_truncated(tok, texts, max_length, add_special_tokens=add_special_tokens)
-        inputs: Iterable = list(zip(texts, pairs)) if pairs is not None else list(texts)
-        return tok.encode_batch(inputs, add_special_tokens=add_special_tokens)
+        tok.enable_truncation(max_length=max_length, strategy="longest_first")
+        return encode_truncated(tok, texts, max_length, add_special_tokens=add_special_tokens)
+
+    def encode_pairs(self, pairs: Sequence[tuple[str, str]], max_length: int | None, *,
+                     add_special_tokens: bool = True) -> tuple[list, list[int]]:
+        """Pairs encoded, cut to ``max_length`` longest side first when given (as transformers cuts a pair;
+        each side from a prefix of a long text: `bertcli.textcut.encode_pairs_truncated`); also how many
+        tokens each pair lost."""
+        if max_length is None:
+            self.backend.no_truncation()
+            return self.backend.encode_batch(list(pairs), add_special_tokens=add_special_tokens), [0] * len(pairs)
+        from bertcli.textcut import encode_pairs_truncated
+
+        return encode_pairs_truncated(self.backend, pairs, max_length, add_special_tokens=add_special_tokens)
 
     def encode_capped(self, text: str, max_length: int | None):
         """One text encoded whole, or cut to ``max_length`` tokens: (encoding, how many tokens were cut). The cut

@@ -241,6 +241,36 @@ def test_capped_encoding_counts_the_cut_tokens_in_chunks(tiny_models, family, mo
     assert tok.encode_capped("it was a great day", None)[1] == 0
 
 
+@pytest.mark.parametrize("family", ["bert", "albert", "roberta"])  # WordPiece, SentencePiece, byte-level BPE
+def test_pairs_cut_from_prefixes_equal_the_whole_pairs_cut(tiny_models, family, monkeypatch):
+    """classify/rerank/nsp/tokenize pairs: each side from a prefix, cut longest first, equal to tokenizers
+    cutting the whole pair (ids, type ids, offsets), with the exact count of tokens lost."""
+    import random
+
+    from bertcli import textcut
+    from bertcli.resolve import resolve_model
+    from bertcli.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(resolve_model(str(tiny_models[family])))
+    whole = load_tokenizer(resolve_model(str(tiny_models[family]))).backend
+    monkeypatch.setattr(textcut, "MIN_PREFIX", 8)  # prefixes for every side over a few words
+    monkeypatch.setattr(textcut, "CHARS_PER_TOKEN", 1)
+    monkeypatch.setattr(textcut, "COUNT_CHUNK", 97)
+    rng = random.Random(21)
+    pairs = [(messy_text(rng, rng.choice([2, 30, 200])), messy_text(rng, rng.choice([1, 30, 200]))) for _ in range(30)]
+    for max_length in (16, 129):
+        for specials in (True, False):
+            got, cut = tok.encode_pairs(pairs, max_length, add_special_tokens=specials)
+            whole.enable_truncation(max_length=max_length, strategy="longest_first")
+            want = whole.encode_batch(pairs, add_special_tokens=specials)
+            whole.no_truncation()
+            full = whole.encode_batch(pairs, add_special_tokens=specials)
+            for g, w, f, c in zip(got, want, full, cut):
+                assert (g.ids, g.type_ids, g.offsets, g.tokens) == (w.ids, w.type_ids, w.offsets, w.tokens)
+                assert c == len(f.ids) - len(w.ids) and bool(g.overflowing) == (c > 0)
+    assert tok.encode_batch(["a b"], ["c"], max_length=None)[0].ids == whole.encode("a b", "c").ids
+
+
 def test_cuts_fall_just_before_a_whitespace_run():
     from bertcli.textcut import cut_at_or_after
 
@@ -324,6 +354,26 @@ def test_fill_mask_refuses_a_huge_line_in_the_memory_of_a_long_one(tmp_path, tin
     for proc in (long_proc, huge_proc):
         assert proc.returncode == 5 and "more than the model's maximum" in proc.stderr, proc.stderr
     assert f"line 1: {total:,} tokens".replace(",", "") in huge_proc.stderr.replace(",", ""), huge_proc.stderr
+    assert huge_peak - long_peak < 60, (long_peak, huge_peak)
+
+
+def test_rerank_of_a_huge_document_costs_what_a_long_one_does(tmp_path, tiny_head):
+    """Pairs (rerank, classify with pairs, nsp): each side encoded from a prefix, cut tokens counted in chunks."""
+    import random
+
+    cross = tiny_head("roberta", "ForSequenceClassification", num_labels=1)
+    rng = random.Random(14)
+    long_doc, huge_doc = tmp_path / "long.txt", tmp_path / "huge.txt"
+    long_doc.write_text("a short one\n" + messy_text(rng, 2_000).replace("\n", " ") + "\n", encoding="utf-8")
+    huge_doc.write_text("a short one\n" + messy_text(rng, 400_000).replace("\n", " ") + "\n", encoding="utf-8")
+    args = ("rerank", "-m", cross, "-q", "which one is short", "-f", "json", "--backend", "onnx", "--file")
+    peak_rss_mb(tmp_path, *args, long_doc)  # warm-up: tokenizer conversion and the export, cached
+    long_proc, long_peak = peak_rss_mb(tmp_path, *args, long_doc)
+    assert long_proc.returncode == 0, long_proc.stderr
+    huge_proc, huge_peak = peak_rss_mb(tmp_path, *args, huge_doc)
+    assert huge_proc.returncode == 0, huge_proc.stderr
+    assert len(json.loads(huge_proc.stdout)) == 2
+    # encoded whole as a pair, this document took ~500 MB more
     assert huge_peak - long_peak < 60, (long_peak, huge_peak)
 
 

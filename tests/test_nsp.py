@@ -12,7 +12,8 @@ import pytest
 
 from bertcli.errors import BadInputError, ModelFileError, UsageError
 from bertcli.inputs import Line
-from bertcli.nsp import Pair, iter_sentence_pairs, iter_tsv_pairs, load_scorer, pair_lengths, split_sentences
+from bertcli.nsp import Pair, iter_sentence_pairs, iter_tsv_pairs, load_scorer, split_sentences
+from bertcli.textcut import pair_lengths
 from bertcli.resolve import resolve_model
 from bertcli.tokenizer import load_tokenizer
 from tests.fixtures.checks import one_line_error
