@@ -129,13 +129,13 @@ class LoadedTokenizer:
             return enc, 0
         return enc, self.count_tokens(text) - max_length
 
-    def count_tokens(self, text: str) -> int:
-        """How many tokens ``text`` makes, special tokens included; a long text is counted chunk by chunk
-        (`bertcli.textcut.token_count`), in the memory of one chunk."""
+    def count_tokens(self, text: str, *, add_special_tokens: bool = True) -> int:
+        """How many tokens ``text`` makes; a long text is counted chunk by chunk (`bertcli.textcut.token_count`),
+        in the memory of one chunk."""
         from bertcli.textcut import token_count
 
         self.backend.no_truncation()
-        return token_count(self.backend, text)
+        return token_count(self.backend, text, add_special_tokens=add_special_tokens)
 
     def token_strings(self, encoding) -> list[str]:
         """The vocabulary token of each id (like transformers' convert_ids_to_tokens).
@@ -160,7 +160,19 @@ class LoadedTokenizer:
         return self.backend.token_to_id(unk) if unk else None
 
     def count(self, texts: Sequence[str], *, add_special_tokens: bool = False) -> list[int]:
-        return [len(e.ids) for e in self.encode_batch(texts, add_special_tokens=add_special_tokens)]
+        """Each text's token count (`tokenize --count`): short texts in one batch, long ones chunk by chunk."""
+        from bertcli.textcut import COUNT_CHUNK
+
+        texts = list(texts)
+        short = [i for i, t in enumerate(texts) if len(t) <= COUNT_CHUNK]
+        counts = [0] * len(texts)
+        batch = self.encode_batch([texts[i] for i in short], add_special_tokens=add_special_tokens)
+        for i, enc in zip(short, batch):
+            counts[i] = len(enc.ids)
+        for i, text in enumerate(texts):
+            if len(text) > COUNT_CHUNK:
+                counts[i] = self.count_tokens(text, add_special_tokens=add_special_tokens)
+        return counts
 
     def tokens(self, encoding) -> list[Token]:
         specials = encoding.special_tokens_mask

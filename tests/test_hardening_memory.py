@@ -377,6 +377,28 @@ def test_rerank_of_a_huge_document_costs_what_a_long_one_does(tmp_path, tiny_hea
     assert huge_peak - long_peak < 60, (long_peak, huge_peak)
 
 
+def test_tokenize_count_of_a_huge_line_in_chunks(tmp_path, tiny_roberta):
+    import random
+
+    from bertcli.resolve import resolve_model
+    from bertcli.tokenizer import load_tokenizer
+
+    rng = random.Random(15)
+    small, huge_file = tmp_path / "small.txt", tmp_path / "huge.txt"
+    small.write_text("a b c\n", encoding="utf-8")
+    huge = messy_text(rng, 400_000).replace("\n", " ")  # ~3 MB
+    huge_file.write_text("a b c\n" + huge + "\nd e\n", encoding="utf-8")
+    args = ("tokenize", "-m", tiny_roberta, "--count", "--file")
+    peak_rss_mb(tmp_path, *args, small)  # warm-up: the tokenizer is converted once and cached
+    small_proc, small_peak = peak_rss_mb(tmp_path, *args, small)
+    huge_proc, huge_peak = peak_rss_mb(tmp_path, *args, huge_file)
+    tok = load_tokenizer(resolve_model(str(tiny_roberta))).backend
+    tok.no_truncation()
+    want = [len(tok.encode(t, add_special_tokens=False).ids) for t in ("a b c", huge, "d e")]
+    assert huge_proc.returncode == 0 and huge_proc.stdout.split() == [str(n) for n in want], huge_proc.stderr
+    assert huge_peak - small_peak < 60, (small_peak, huge_peak)  # counted whole: ~500 MB more
+
+
 def test_tokenize_truncate_of_a_huge_line(run_cli, tiny_roberta, tmp_path):
     import random
 
