@@ -176,8 +176,9 @@ def test_bfloat16_openvino_close_to_float32(minilm_int8, minilm_dir):
 # ---------------------------------------------------------------------------------------------------------
 # int8 on OpenVINO (the [openvino] extra): int8 weights, activations quantized per token and channel group
 
-#: OpenVINO int8 min cos to float32 asserted on 32 lines (measured 0.9976 on them, 0.9966 on the benchmark's
-#: 2,000 lines, on an AMD EPYC with AVX512-VNNI; not measured on other CPUs)
+#: OpenVINO int8 min cos to float32 asserted on 32 lines (measured 0.9972 on them, 0.9966 on the benchmark's
+#: 2,000 lines, on an AMD EPYC with AVX512-VNNI and AVX512-BF16; not measured on other CPUs). ONNX Runtime's
+#: recipe happens to reach 0.9963 on these 32 lines: the difference shows on the 2,000 (0.9924), not here.
 OPENVINO_INT8_MIN_COS = 0.995
 
 
@@ -193,7 +194,6 @@ def test_int8_runs_on_openvino_when_installed(minilm_int8, minilm_dir):
     feed = _feed(minilm_dir, sentences(32, seed=7))
     cos = _mean_cos(fp32, int8, *feed)
     assert cos.min() >= OPENVINO_INT8_MIN_COS, f"OpenVINO int8 min cos {cos.min():.5f} (mean {cos.mean():.5f})"
-    assert cos.min() > _mean_cos(fp32, ort_int8, *feed).min()  # the reason to prefer it
 
 
 def test_int8_weights_graph(minilm_int8, tmp_path):
