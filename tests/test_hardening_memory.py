@@ -302,6 +302,11 @@ def test_embed_one_huge_line_costs_what_a_long_one_does(tmp_path, tiny_bert_base
     assert huge_peak - long_peak < 60, (long_peak, huge_peak)
 
 
+#: the long line the huge ones below are compared with: over `textcut.COUNT_CHUNK` (64 KiB), so both runs take
+#: the same paths (prefix, counting in chunks) and the difference in peak memory is what grows with the line
+LONG_WORDS = 15_000
+
+
 def test_attention_on_a_huge_line_costs_what_a_long_one_does(tmp_path, tiny_bert):
     """`attention` keeps the model's first 512 tokens and says how many it left out: counted in chunks, a 3 MB
     line costs about what a long one does (encoded whole to count them, ~500 MB more)."""
@@ -313,7 +318,7 @@ def test_attention_on_a_huge_line_costs_what_a_long_one_does(tmp_path, tiny_bert
 
     rng = random.Random(12)
     long_line, huge_line = tmp_path / "long.txt", tmp_path / "huge.txt"
-    long_line.write_text(messy_text(rng, 2_000).replace("\n", " ") + "\n", encoding="utf-8")
+    long_line.write_text(messy_text(rng, LONG_WORDS).replace("\n", " ") + "\n", encoding="utf-8")
     huge = messy_text(rng, 400_000).replace("\n", " ")  # ~3 MB
     huge_line.write_text(huge + "\n", encoding="utf-8")
     args = ("attention", "-m", tiny_bert, "-f", "json", "--backend", "onnx", "--file")
@@ -341,7 +346,7 @@ def test_fill_mask_refuses_a_huge_line_in_the_memory_of_a_long_one(tmp_path, tin
 
     rng = random.Random(13)
     long_line, huge_line = tmp_path / "long.txt", tmp_path / "huge.txt"
-    long_line.write_text("[MASK] " + messy_text(rng, 2_000).replace("\n", " ") + "\n", encoding="utf-8")
+    long_line.write_text("[MASK] " + messy_text(rng, LONG_WORDS).replace("\n", " ") + "\n", encoding="utf-8")
     huge = "[MASK] " + messy_text(rng, 400_000).replace("\n", " ")  # ~3 MB
     huge_line.write_text(huge + "\n", encoding="utf-8")
     args = ("fill-mask", "-m", tiny_bert, "-f", "json", "--backend", "onnx", "--file")
@@ -364,7 +369,7 @@ def test_rerank_of_a_huge_document_costs_what_a_long_one_does(tmp_path, tiny_hea
     cross = tiny_head("roberta", "ForSequenceClassification", num_labels=1)
     rng = random.Random(14)
     long_doc, huge_doc = tmp_path / "long.txt", tmp_path / "huge.txt"
-    long_doc.write_text("a short one\n" + messy_text(rng, 2_000).replace("\n", " ") + "\n", encoding="utf-8")
+    long_doc.write_text("a short one\n" + messy_text(rng, LONG_WORDS).replace("\n", " ") + "\n", encoding="utf-8")
     huge_doc.write_text("a short one\n" + messy_text(rng, 400_000).replace("\n", " ") + "\n", encoding="utf-8")
     args = ("rerank", "-m", cross, "-q", "which one is short", "-f", "json", "--backend", "onnx", "--file")
     peak_rss_mb(tmp_path, *args, long_doc)  # warm-up: tokenizer conversion and the export, cached
@@ -385,7 +390,7 @@ def test_tokenize_count_of_a_huge_line_in_chunks(tmp_path, tiny_roberta):
 
     rng = random.Random(15)
     small, huge_file = tmp_path / "small.txt", tmp_path / "huge.txt"
-    small.write_text("a b c\n", encoding="utf-8")
+    small.write_text(messy_text(rng, LONG_WORDS).replace("\n", " ") + "\n", encoding="utf-8")
     huge = messy_text(rng, 400_000).replace("\n", " ")  # ~3 MB
     huge_file.write_text("a b c\n" + huge + "\nd e\n", encoding="utf-8")
     args = ("tokenize", "-m", tiny_roberta, "--count", "--file")
@@ -395,6 +400,7 @@ def test_tokenize_count_of_a_huge_line_in_chunks(tmp_path, tiny_roberta):
     tok = load_tokenizer(resolve_model(str(tiny_roberta))).backend
     tok.no_truncation()
     want = [len(tok.encode(t, add_special_tokens=False).ids) for t in ("a b c", huge, "d e")]
+    assert small_proc.returncode == 0, small_proc.stderr
     assert huge_proc.returncode == 0 and huge_proc.stdout.split() == [str(n) for n in want], huge_proc.stderr
     assert huge_peak - small_peak < 60, (small_peak, huge_peak)  # counted whole: ~500 MB more
 
