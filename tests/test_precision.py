@@ -236,3 +236,34 @@ def test_int8_without_openvino_uses_onnx_runtime(run_cli, minilm_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "to int8 for ONNX Runtime once" in proc.stderr
     assert [p.name for p in cache.glob("onnx/*/model.int8*.onnx")] == [precision.int8_file_name("onnxruntime")]
+
+
+def test_openvino_is_imported_without_its_telemetry(minilm_dir, tmp_path):
+    """``import openvino`` would import its model converter, which starts OpenVINO's telemetry (a client id under
+    ~/intel, usage events for Google Analytics) without asking; bertcli imports the runtime without it."""
+    import json
+    import os
+    import subprocess
+
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    script = (
+        "import json, sys\n"
+        "from bertcli.cli import main\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as exc:\n"
+        "        assert not exc.code, exc.code\n"
+        "print(json.dumps(sorted(m for m in sys.modules if 'telemetry' in m or m.startswith('openvino.tools'))))\n"
+    )
+    runs = [["embed", "-m", str(minilm_dir), "a cat", *extra, "-o", str(tmp_path / f"{n}.npy")]
+            for n, extra in enumerate([["--quantize", "int8"], ["--backend", "onnx", "--compute", "bfloat16"]])]
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "CI"}  # OpenVINO's telemetry stays off under CI=true
+    env.update(HOME=str(home), BERTCLI_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(runs)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [] and not (home / "intel").exists()
+    assert (tmp_path / "0.npy").is_file() and (tmp_path / "1.npy").is_file()

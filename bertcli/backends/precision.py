@@ -68,10 +68,34 @@ def int8_runtime() -> str:
     quantized per token and channel group by OpenVINO's kernels: min cos 0.996 on MiniLM), else
     ``"onnxruntime"`` (`quantize_int8`: activations per tensor, min cos 0.992)."""
     try:
-        import openvino  # noqa: F401
+        import_openvino()
     except (ImportError, OSError):  # absent, or a broken install (a shared library that will not load)
         return "onnxruntime"
     return "openvino"
+
+
+#: imported by ``openvino/__init__`` only for ``openvino.convert_model``, which bertcli does not use
+OPENVINO_CONVERTER = "openvino.tools.ovc"
+
+
+def import_openvino():
+    """``import openvino`` without its model converter (`OPENVINO_CONVERTER`), whose import starts OpenVINO's
+    telemetry without asking (a client id written under ~/intel, usage events queued for Google Analytics unless
+    the user opted out) and costs ~60 ms. ``openvino/__init__`` skips the converter when its import fails; it
+    is importable again afterwards, for code that wants it."""
+    import sys
+
+    if sys.modules.get("openvino") is not None:
+        return sys.modules["openvino"]
+    blocked = OPENVINO_CONVERTER not in sys.modules
+    if blocked:
+        sys.modules[OPENVINO_CONVERTER] = None  # makes `import openvino.tools.ovc` raise ImportError
+    try:
+        import openvino
+    finally:
+        if blocked and sys.modules.get(OPENVINO_CONVERTER, 0) is None:
+            del sys.modules[OPENVINO_CONVERTER]
+    return openvino
 
 
 def _initializers(graph: Any) -> dict[str, Any]:
@@ -270,7 +294,7 @@ def require_openvino():
     from bertcli.errors import MissingDependencyError
 
     try:
-        import openvino
+        openvino = import_openvino()
     except ImportError as exc:
         raise MissingDependencyError("--compute bfloat16 with --backend onnx needs OpenVINO, which is not installed",
                                      hint=OPENVINO_HINT) from exc
