@@ -8,7 +8,8 @@ character, then a space) tokenizes piece by piece into exactly the tokens of the
   than N tokens, so a 19 MB line costs what a long sentence does, with the ids of the whole line truncated.
 - `tokens_in_chunks`: a long QA context (`bertcli.qa_spans.iter_windows`) or a long text to tag
   (`bertcli.tagging`) is tokenized in chunks; `token_count` counts a long text's tokens that way (how many
-  `attention` and `detect` left out).
+  `attention`, `detect` and pairs left out, how many `fill-mask` refuses, `tokenize --count`).
+- `encode_pairs_truncated`: a pair cut longest first, each side from a prefix.
 
 `chunk_safe` says whether a tokenizer qualifies; the others are always encoded whole.
 """
@@ -35,21 +36,31 @@ CHARS_PER_TOKEN = 12
 #: Texts up to this many characters are encoded whole (a prefix would not save anything worth the bother).
 MIN_PREFIX = 4096
 
-_safe: dict[int, tuple[Any, bool]] = {}  # id(tokenizer) → (tokenizer, chunk_safe): its JSON costs ~25 ms
+#: what is worked out once per tokenizer from its JSON (~25 ms to write): (kind, id(tokenizer)) → (tokenizer, value)
+_per_tokenizer: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+
+def _once(kind: str, tokenizer: Any, make) -> Any:
+    """``make(tokenizer)``, kept for as long as this very tokenizer object is the one seen."""
+    cached = _per_tokenizer.get((kind, id(tokenizer)))
+    if cached is not None and cached[0] is tokenizer:
+        return cached[1]
+    value = make(tokenizer)
+    _per_tokenizer[(kind, id(tokenizer))] = (tokenizer, value)
+    return value
 
 
 def chunk_safe(tokenizer: Any) -> bool:
     """Whether a `tokenizers.Tokenizer` tokenizes a text cut by `CUT` piece by piece exactly as whole."""
-    cached = _safe.get(id(tokenizer))
-    if cached is not None and cached[0] is tokenizer:
-        return cached[1]
+    return _once("chunk_safe", tokenizer, _chunk_safe)
+
+
+def _chunk_safe(tokenizer: Any) -> bool:
     try:
         spec = json.loads(tokenizer.to_str())
     except (ValueError, AttributeError):
         spec = None
-    safe = spec is not None and _pre_ok(spec.get("pre_tokenizer")) and _normalizer_ok(spec.get("normalizer"))
-    _safe[id(tokenizer)] = (tokenizer, safe)
-    return safe
+    return spec is not None and _pre_ok(spec.get("pre_tokenizer")) and _normalizer_ok(spec.get("normalizer"))
 
 
 def _pre_ok(node: Any) -> bool:
@@ -136,16 +147,14 @@ def encode_pairs_truncated(tokenizer: Any, pairs: Sequence[tuple[str, str]], max
     return encodings, cut
 
 
-_untrimmed: dict[int, tuple[Any, Any]] = {}  # id(tokenizer) → (tokenizer, its twin that trims no offsets)
-
-
 def _without_offset_trimming(tokenizer: Any) -> Any:
     """``tokenizer``, or a twin whose post-processor does not trim offsets: each side, encoded alone, had its
     offsets trimmed once already (RoBERTa's byte-level ``trim_offsets``), and a second trim would move the
     offsets of whitespace tokens."""
-    cached = _untrimmed.get(id(tokenizer))
-    if cached is not None and cached[0] is tokenizer:
-        return cached[1]
+    return _once("untrimmed", tokenizer, _untrimmed_twin)
+
+
+def _untrimmed_twin(tokenizer: Any) -> Any:
     spec = json.loads(tokenizer.to_str())
     found = []
 
@@ -161,13 +170,11 @@ def _without_offset_trimming(tokenizer: Any) -> Any:
                 untrim(value)
 
     untrim(spec.get("post_processor"))
-    twin = tokenizer
-    if found:
-        from tokenizers import Tokenizer
+    if not found:
+        return tokenizer
+    from tokenizers import Tokenizer
 
-        twin = Tokenizer.from_str(json.dumps(spec))
-    _untrimmed[id(tokenizer)] = (tokenizer, twin)
-    return twin
+    return Tokenizer.from_str(json.dumps(spec))
 
 
 def pair_lengths(n1: int, n2: int, budget: int) -> tuple[int, int]:
