@@ -6,8 +6,12 @@ tests/fixtures/trained_qa.py. transformers 5 has no QA pipeline, so the baseline
 missing; bertcli runs from the project's .venv. Both read the same questions.jsonl and write JSON Lines.
 
 Checked: answer text and character offsets equal the pipeline's for all 200 questions, both with null answers
-(bertcli's default vs handle_impossible_answer=True) and without (--no-null vs the pipeline's default).
-Timed: whole processes (imports, model load, all questions), best of N; peak RSS of each process.
+(bertcli's default vs handle_impossible_answer=True) and without (--no-null vs the pipeline's default) — or, where
+the context holds the answer word more than once, a tie: the same word (the model is uncased) elsewhere with a
+score within `TIE_TOLERANCE`, which float rounding breaks one way or the other (ONNX Runtime and torch sum in
+different orders; torch alone breaks one such tie differently from the pipeline).
+Timed: whole processes (imports, model load, all questions), best of N, after one warm-up run of bertcli that
+makes its ONNX export (timed apart: the first run of a model); peak RSS of each process.
 Writes bench/out/qa.json. Run: .venv/bin/python bench/bench_qa.py [--repeat N]
 """
 
@@ -17,15 +21,17 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench" / "out"
+from common import ENV, OUT, ROOT  # the script's folder is on sys.path
 BENCH_VENV = ROOT / ".bench-venv"
 BENCH_PY = BENCH_VENV / "bin" / "python"
 QUESTIONS = 200
+#: two answers are a tie when their texts are the same word and their scores this close
+TIE_TOLERANCE = 1e-4
 
 PIPELINE_SCRIPT = r'''
 import json, sys
@@ -95,15 +101,16 @@ def read(path: Path) -> dict:
 
 
 def compare(ours: dict, theirs: dict) -> dict:
-    """Counts of equal answers/offsets/no-answer calls and the largest score difference."""
-    same = sum(
-        (o["answer"], o["start"], o["end"]) == (t["answer"], t["start"], t["end"]) for o, t in
-        ((ours[i], theirs[i]) for i in theirs)
-    )
+    """Counts of equal answers/offsets, of ties (the same word elsewhere, scores within `TIE_TOLERANCE`), of
+    no-answer calls, and the largest score difference."""
+    pairs = [(ours[i], theirs[i]) for i in theirs]
+    same = [(o, t) for o, t in pairs if (o["answer"], o["start"], o["end"]) == (t["answer"], t["start"], t["end"])]
+    ties = [(o, t) for o, t in pairs if (o, t) not in same and o["answer"].lower() == t["answer"].lower()
+            and abs(o["score"] - t["score"]) <= TIE_TOLERANCE]
     no_answer = sum(ours[i]["no_answer"] for i in ours)
-    worst = max(abs(ours[i]["score"] - theirs[i]["score"]) for i in theirs)
-    return {"questions": len(theirs), "same_answer_and_offsets": same, "no_answer": no_answer,
-            "max_score_diff": worst}
+    worst = max(abs(o["score"] - t["score"]) for o, t in pairs)
+    return {"questions": len(theirs), "same_answer_and_offsets": len(same), "ties_elsewhere": len(ties),
+            "no_answer": no_answer, "max_score_diff": worst}
 
 
 def main() -> None:
@@ -111,8 +118,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per side (best is kept)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": str(ROOT)}
+    cache = OUT / "qa-bertcli-cache"  # a fresh bertcli cache: the warm-up run below makes the ONNX export
+    shutil.rmtree(cache, ignore_errors=True)
+    env = {**ENV, "PYTHONPATH": str(ROOT), "BERTCLI_CACHE": str(cache)}
 
     ensure_bench_venv()
     sys.path.insert(0, str(ROOT))
@@ -137,6 +145,8 @@ def main() -> None:
 
     results: dict = {"machine": f"{os.cpu_count()} CPU cores", "questions": QUESTIONS, "model": "trained tiny BERT QA "
                      "(hidden 64, 2 layers)", "windows": "384 tokens, stride 128 (the pipeline's defaults)"}
+    first = run_bertcli(OUT / "qa-bertcli.jsonl", False)  # makes the ONNX export: the first run of a model
+    results["bertcli_first_run"] = {"seconds": round(first[0], 3), "peak_rss_mb": round(first[1], 1)}
     best: dict[str, tuple[float, float]] = {"bertcli": (float("inf"), 0.0), "pipeline": (float("inf"), 0.0)}
     # interleave the sides so that a busy machine slows both alike
     for _ in range(args.repeat):
@@ -162,8 +172,10 @@ def main() -> None:
     for key in ("no_null_vs_pipeline_default", "null_vs_handle_impossible_answer"):
         c = results[key]
         print(f"{key}: {c['same_answer_and_offsets']}/{c['questions']} same answer and offsets, "
-              f"{c['no_answer']} no-answer, max score diff {c['max_score_diff']:.2e}")
-    ok = all(results[k]["same_answer_and_offsets"] == QUESTIONS
+              f"{c['ties_elsewhere']} ties (the same word elsewhere), {c['no_answer']} no-answer, "
+              f"max score diff {c['max_score_diff']:.2e}")
+    print(f"bertcli's first run (ONNX export): {first[0]:.2f} s")
+    ok = all(results[k]["same_answer_and_offsets"] + results[k]["ties_elsewhere"] == QUESTIONS
              for k in ("no_null_vs_pipeline_default", "null_vs_handle_impossible_answer"))
     if not ok:
         raise SystemExit("bertcli's answers differ from the pipeline's")

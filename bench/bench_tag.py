@@ -27,8 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench" / "out"
+from common import ENV, OUT, ROOT, cpu_name  # the script's folder is on sys.path
 LINES = 2000
 LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC", 5: "B-ORG", 6: "I-ORG", 7: "B-MISC", 8: "I-MISC"}
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
@@ -116,14 +115,12 @@ def compare(ours: Path, theirs: Path) -> dict:
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
-    from bench.common import cpu_name
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per side (best is kept)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": str(ROOT)}
+    env = {**ENV, "PYTHONPATH": str(ROOT)}
     model = build_model(OUT / "tag-model")
     lines = OUT / "tag-lines.txt"
     make_lines(lines)
