@@ -24,12 +24,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from common import minilm  # noqa: E402
+from common import bench_env, minilm  # noqa: E402
 OUT = ROOT / "bench" / "out"
 PY = sys.executable
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "COLUMNS": "120",
-       "PYTHONPATH": str(ROOT)}
+ENV = bench_env(COLUMNS="120")
 
 BASELINE = """
 import json, sys, torch

