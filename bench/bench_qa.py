@@ -103,13 +103,15 @@ def read(path: Path) -> dict:
 def compare(ours: dict, theirs: dict) -> dict:
     """Counts of equal answers/offsets, of ties (the same word elsewhere, scores within `TIE_TOLERANCE`), of
     no-answer calls, and the largest score difference."""
-    pairs = [(ours[i], theirs[i]) for i in theirs]
-    same = [(o, t) for o, t in pairs if (o["answer"], o["start"], o["end"]) == (t["answer"], t["start"], t["end"])]
-    ties = [(o, t) for o, t in pairs if (o, t) not in same and o["answer"].lower() == t["answer"].lower()
-            and abs(o["score"] - t["score"]) <= TIE_TOLERANCE]
+    same = ties = 0
+    for o, t in ((ours[i], theirs[i]) for i in theirs):
+        if (o["answer"], o["start"], o["end"]) == (t["answer"], t["start"], t["end"]):
+            same += 1
+        elif o["answer"].lower() == t["answer"].lower() and abs(o["score"] - t["score"]) <= TIE_TOLERANCE:
+            ties += 1
     no_answer = sum(ours[i]["no_answer"] for i in ours)
-    worst = max(abs(o["score"] - t["score"]) for o, t in pairs)
-    return {"questions": len(theirs), "same_answer_and_offsets": len(same), "ties_elsewhere": len(ties),
+    worst = max(abs(ours[i]["score"] - theirs[i]["score"]) for i in theirs)
+    return {"questions": len(theirs), "same_answer_and_offsets": same, "ties_elsewhere": ties,
             "no_answer": no_answer, "max_score_diff": worst}
 
 
